@@ -1,0 +1,1 @@
+"""amh-xtts: fine-tune Coqui XTTS v2 on Amharic."""
