@@ -1,0 +1,4 @@
+"""The XTTS bridge: release loading, language registration, export."""
+from amh.xtts.language import register
+
+__all__ = ["register"]

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Extend an XTTS vocab.json for Amharic (modes chars, bpe, ipa) without moving any existing id; print the report.
+
+    python scripts/extend_vocab.py --base-vocab XTTS/vocab.json --corpus ready/metadata_train.csv --out vocab_am.json
+    python scripts/extend_vocab.py --base-vocab XTTS/vocab.json --corpus corpus.txt --out vocab_am.json --mode bpe --bpe-size 2000
+    python scripts/extend_vocab.py --base-vocab XTTS/vocab.json --corpus parquet/train --out vocab_ipa.json --mode ipa --g2p hybrid
+"""
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from amh.frontend import FrontendSettings  # noqa: E402
+from amh.g2p import BACKENDS  # noqa: E402
+from amh.vocab import MODES, extend_vocab  # noqa: E402
+from amh.xtts.language import load_frontend_settings  # noqa: E402
+
+
+def read_corpus(path: Path, text_column: str = "text") -> list[str]:
+    """Sentences from a text file (one per line), a `audio_file|text|speaker_name` metadata CSV, or a
+    directory of parquet files with a text column."""
+    if path.is_dir():
+        import pyarrow.parquet as pq
+
+        files = sorted(path.rglob("*.parquet"))
+        if not files:
+            raise FileNotFoundError(f"{path}: no *.parquet files; pass a text file, a metadata CSV or a parquet folder")
+        texts = []
+        for f in files:
+            names = pq.read_schema(f).names
+            if text_column not in names:
+                raise ValueError(f"{f}: no column {text_column!r} (columns: {names}); choose one with --text-column")
+            texts += pq.read_table(f, columns=[text_column]).column(text_column).to_pylist()
+        return [t for t in texts if t]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such corpus file or folder")
+    with path.open(encoding="utf-8", newline="") as f:
+        first = f.readline()
+        if "|" in first:
+            header = first.rstrip("\r\n").split("|")
+            if text_column not in header:
+                raise ValueError(
+                    f"{path}: a '|' CSV needs a header naming a {text_column!r} column "
+                    f"(like audio_file|text|speaker_name), got {header}"
+                )
+            rows = csv.DictReader(f, fieldnames=header, delimiter="|")  # pandas.to_csv quoting, as the webui writes
+            return [row[text_column] for row in rows if row.get(text_column)]
+        return [line.strip() for line in [first, *f] if line.strip()]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base-vocab", required=True, type=Path, help="the release's vocab.json")
+    parser.add_argument("--corpus", required=True, type=Path,
+                        help="text file, metadata CSV (audio_file|text|speaker_name) or parquet folder")
+    parser.add_argument("--out", required=True, type=Path, help="extended vocab.json to write")
+    parser.add_argument("--mode", choices=MODES, default="chars", help="what to add (default: %(default)s)")
+    parser.add_argument("--g2p", choices=BACKENDS,
+                        help="phonemise the corpus with this backend (mode ipa: default hybrid)")
+    parser.add_argument("--bpe-size", type=int, default=2000, help="size of the BPE trained on the corpus (bpe, ipa)")
+    parser.add_argument("--frontend", type=Path,
+                        help="front-end settings (a frontend.json); --g2p overrides its g2p")
+    parser.add_argument("--text-column", default="text", help="text column of a CSV or parquet corpus")
+    args = parser.parse_args(argv)
+
+    settings = load_frontend_settings(args.frontend).to_dict() if args.frontend else FrontendSettings().to_dict()
+    if args.g2p:
+        settings["g2p"] = args.g2p
+    elif args.mode == "ipa" and settings["g2p"] is None:
+        settings["g2p"] = "hybrid"
+    texts = read_corpus(args.corpus, args.text_column)
+    report = extend_vocab(args.base_vocab, texts, args.out, mode=args.mode,
+                          frontend=FrontendSettings.from_dict(settings), bpe_size=args.bpe_size)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
