@@ -39,7 +39,7 @@ fixtures: setup
 
 demo: fixtures
 	$(PY) scripts/extend_vocab.py --base-vocab $(FIXTURES)/tiny_xtts/vocab.json \
-	  --corpus $(FIXTURES)/demo_corpus/ready/metadata_train.csv --mode chars \
+	  --corpus $(FIXTURES)/demo_corpus/ready/metadata_train.csv $(FIXTURES)/demo_corpus/ready/metadata_eval.csv --mode chars \
 	  --out $(FIXTURES)/demo_corpus/ready/vocab_extended_amharic.json
 	$(VENV)/bin/accelerate launch --config_file accelerate_config.yaml --cpu --num_processes 1 \
 	  train.py --config configs/demo.yaml

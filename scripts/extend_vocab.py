@@ -53,8 +53,9 @@ def read_corpus(path: Path, text_column: str = "text") -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-vocab", required=True, type=Path, help="the release's vocab.json")
-    parser.add_argument("--corpus", required=True, type=Path,
-                        help="text file, metadata CSV (audio_file|text|speaker_name) or parquet folder")
+    parser.add_argument("--corpus", required=True, type=Path, nargs="+",
+                        help="one or more text files, metadata CSVs (audio_file|text|speaker_name) or parquet folders "
+                             "(give train and eval, so that no eval text meets an unknown character)")
     parser.add_argument("--out", required=True, type=Path, help="extended vocab.json to write")
     parser.add_argument("--mode", choices=MODES, default="chars", help="what to add (default: %(default)s)")
     parser.add_argument("--g2p", choices=BACKENDS,
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
         settings["g2p"] = args.g2p
     elif args.mode == "ipa" and settings["g2p"] is None:
         settings["g2p"] = "hybrid"
-    texts = read_corpus(args.corpus, args.text_column)
+    texts = [line for corpus in args.corpus for line in read_corpus(corpus, args.text_column)]
     report = extend_vocab(args.base_vocab, texts, args.out, mode=args.mode,
                           frontend=FrontendSettings.from_dict(settings), bpe_size=args.bpe_size)
     print(report)

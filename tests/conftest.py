@@ -26,3 +26,20 @@ def demo_corpus() -> Path:
     from amh.fixtures.demo_corpus import make_demo_corpus
 
     return make_demo_corpus(FIXTURES / "demo_corpus")
+
+
+@pytest.fixture(scope="session")
+def demo_vocab(tiny_release, demo_corpus) -> Path:
+    """The tiny release's vocab extended (chars mode) with every text of the demo corpus."""
+    import csv
+
+    from amh.frontend import FrontendSettings
+    from amh.vocab import extend_vocab
+
+    out = FIXTURES / "demo_vocab_chars.json"
+    texts = []
+    for name in ("metadata_train.csv", "metadata_eval.csv"):
+        with open(demo_corpus / "ready" / name, encoding="utf-8", newline="") as fh:
+            texts += [row["text"] for row in csv.DictReader(fh, delimiter="|")]
+    extend_vocab(tiny_release / "vocab.json", texts, out, mode="chars", frontend=FrontendSettings())
+    return out

@@ -23,6 +23,8 @@ def load_export(export_dir: str | Path, device: str = "cpu"):
 
 
 def synthesize(model, settings, text: str, speaker_wav: str | Path, *, temperature: float = 0.7) -> tuple[np.ndarray, int]:
+    if not Path(speaker_wav).is_file():
+        raise FileNotFoundError(f"speaker wav {speaker_wav} does not exist (give a 3-30 s clip of the target voice)")
     latents, speaker = model.get_conditioning_latents(audio_path=[str(speaker_wav)])
     out = model.inference(text, settings.language, latents, speaker, temperature=temperature,
                           enable_text_splitting=False)
