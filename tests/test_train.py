@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from amh.checkpoint import MARKER, latest
-from trainrun import demo_overrides, run_train, scalars
+from trainrun import audio_tags, demo_overrides, run_train, scalars
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +52,8 @@ def test_tensorboard_has_the_scalars(demo_run):
     assert [s for s, _ in found["train/loss"]] == list(range(1, 31))
     new, old = found["embedding/new_std"][0][1], found["embedding/pretrained_std"][0][1]
     assert abs(new - old) / old < 0.1
+    # The tiny release has a vocoder: the test sentence is spoken at each eval and logged as audio.
+    assert "test_sentences/0" in audio_tags(out)
 
 
 def test_resolved_config_and_checkpoints_written(demo_run):
