@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from accelerate.utils import DistributedType
 
 MARKER = "COMPLETE"
 _NAME = re.compile(r"^step_(\d+)$")
@@ -74,6 +75,18 @@ class Checkpointer:
         if not state_file.is_file():
             raise FileNotFoundError(f"{state_file}: missing; was {path} written by a run with a different number "
                                     "of processes? Resume with the same --num_processes, or train.resume=none")
+        # Accelerate keeps a DeepSpeed engine's state in `pytorch_model/`; the two formats do not mix, and
+        # ZeRO's optimizer partitions only fit the number of processes that wrote them.
+        deepspeed = acc.distributed_type == DistributedType.DEEPSPEED
+        written_by_deepspeed = (path / "pytorch_model").is_dir()
+        if deepspeed != written_by_deepspeed:
+            raise ValueError(f"{path}: written by a {'DeepSpeed' if written_by_deepspeed else 'non-DeepSpeed'} run; "
+                             f"resume it {'with' if written_by_deepspeed else 'without'} --use_deepspeed, "
+                             "or start over with train.resume=none")
+        writers = len(list(path.glob("trainer_state_rank*.pt")))
+        if deepspeed and writers != acc.num_processes:
+            raise ValueError(f"{path}: written by {writers} DeepSpeed processes, whose ZeRO partitions need as "
+                             f"many; resume with --num_processes {writers}, or start over with train.resume=none")
         acc.load_state(str(path))
         return torch.load(state_file, map_location="cpu", weights_only=True)
 

@@ -1,4 +1,11 @@
-"""AdamW with upstream's parameter groups, and the learning-rate schedule as a pure function of step."""
+"""AdamW with upstream's decay/no-decay split inside each clip group, and the LR schedule as a function of step.
+
+The optimizer's parameter groups are (clip group x decay/no-decay): each group dict names its clip group
+under "clip_group". DDP does not need this layout, but DeepSpeed ZeRO does: it flattens and partitions
+each optimizer group separately and steps its base optimizer one group at a time, so a clip group's
+gradients can be found (and scaled) only if no optimizer group mixes two clip groups. Both launch
+paths use the same layout, so their optimizer states have the same shape.
+"""
 from __future__ import annotations
 
 import math
@@ -6,31 +13,46 @@ import math
 import torch
 from torch import nn
 
-from amh.config import OptimConfig
+from amh.clipping import assign_groups
+from amh.config import ClipGroup, OptimConfig
 
 _NO_DECAY_MODULES = (nn.Embedding, nn.EmbeddingBag, nn.LayerNorm, nn.GroupNorm,
                      nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
                      nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay only "weights", as upstream GPTTrainer.get_optimizer: no decay on biases, norms, embeddings."""
-    no_decay_ids = set()
+def _no_decay_ids(model: nn.Module) -> set[int]:
+    """Upstream GPTTrainer.get_optimizer decays only "weights": no decay on biases, norms, embeddings."""
+    ids = set()
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):
             if name.endswith("bias") or isinstance(module, _NO_DECAY_MODULES):
-                no_decay_ids.add(id(param))
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (no_decay if id(param) in no_decay_ids else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+                ids.add(id(param))
+    return ids
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+def param_groups(model: nn.Module, weight_decay: float, clip_groups: list[ClipGroup] | None = None) -> list[dict]:
+    """One optimizer group per (clip group, decay/no-decay) pair that has parameters, in clip-group order.
+
+    Parameters join clip groups exactly as `amh.clipping.assign_groups` assigns them (first pattern
+    match wins), so the clipper and the optimizer agree. Without clip groups, one group "all".
+    """
+    clip_groups = clip_groups or [ClipGroup("all", ["*"], float("inf"))]
+    no_decay = _no_decay_ids(model)
+    groups = []
+    for clip in assign_groups(model.named_parameters(), clip_groups):
+        decay = [p for p in clip.params if id(p) not in no_decay]
+        rest = [p for p in clip.params if id(p) in no_decay]
+        groups += [{"params": params, "weight_decay": wd, "clip_group": clip.name}
+                   for params, wd in ((decay, weight_decay), (rest, 0.0)) if params]
+    return groups
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig,
+                    clip_groups: list[ClipGroup] | None = None) -> torch.optim.AdamW:
     # fused AdamW runs on CUDA and (torch >= 2.4) on CPU; one kernel instead of a Python loop.
-    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas),
-                             eps=cfg.eps, fused=True)
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay, clip_groups), lr=cfg.lr,
+                             betas=tuple(cfg.betas), eps=cfg.eps, fused=True)
 
 
 def lr_at(step: int, cfg: OptimConfig, total_steps: int | None) -> float:

@@ -1,0 +1,129 @@
+"""train.py's optimizer step on a toy model, launched by tests/test_distributed.py in every launch mode.
+
+    accelerate launch [--multi_gpu | --use_deepspeed --deepspeed_config_file F] --num_processes N \
+        tests/launching/zero_step_probe.py --out DIR [--global-batch 4] [--steps 4] [--accum 1] ...
+
+The Accelerator comes from amh.distributed.launch_mode, the optimizer from amh.optim, the step from
+GroupClipper + NanGuard (DDP / one process) or amh.deepspeed_step.ZeroStep (DeepSpeed), exactly as in
+train.py. Every step's global batch is fixed by the step number and split across the ranks, so all
+modes see the same data. Rank 0 writes DIR/result.json: per step the loss, the per-group pre-clip
+norms and whether the step was taken, and the final weights (DeepSpeed's fp32 master copy).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from torch import nn
+
+from amh.clipping import GroupClipper
+from amh.config import load_config
+from amh.distributed import launch_mode
+from amh.nan_guard import NanGuard
+from amh.optim import build_optimizer
+from amh.precision import Precision
+
+VOCAB, WIDTH, LENGTH = 50, 16, 8
+
+
+class Toy(nn.Module):
+    """The GPT's clip-group names: text_embedding/text_head ("embedding") and a body ("rest")."""
+
+    def __init__(self):
+        super().__init__()
+        self.text_embedding = nn.Embedding(VOCAB, WIDTH)
+        self.body = nn.Sequential(nn.Linear(WIDTH, WIDTH), nn.LayerNorm(WIDTH), nn.GELU())
+        self.text_head = nn.Linear(WIDTH, VOCAB)
+
+    def forward(self, ids):
+        logits = self.text_head(self.body(self.text_embedding(ids[:, :-1]))).float()
+        per_sample = nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none").mean(1)
+        return 10.0 * per_sample.mean()  # x10: gradients large enough that both groups clip
+
+
+def global_batch(step: int, micro: int, size: int) -> torch.Tensor:
+    return torch.randint(0, VOCAB, (size, LENGTH), generator=torch.Generator().manual_seed(1000 * step + micro))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--global-batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--accum", type=int, default=1)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--poison-step", type=int, default=-1, help="make the last rank's loss NaN at this step")
+    args = parser.parse_args()
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cfg = load_config(None, ["data.source=ready", "data.path=unused", f"train.batch_size={args.global_batch // world}",
+                             f"train.grad_accum={args.accum}", f"train.precision={args.precision}", "optim.lr=0.01"])
+    launch = launch_mode(cfg, os.environ)
+    accelerator = Accelerator(gradient_accumulation_steps=args.accum, mixed_precision=launch.mixed_precision,
+                              cpu=launch.cpu, deepspeed_plugin=launch.deepspeed_plugin,
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False),
+                                               *launch.kwargs_handlers])
+    torch.manual_seed(0)
+    model = Toy()
+    optimizer = build_optimizer(model, cfg.optim, cfg.train.clip_groups)
+    clipper = GroupClipper(model.named_parameters(), cfg.train.clip_groups)
+    precision = Precision(cfg.train.precision, accelerator.device)
+    guard = NanGuard(cfg.train.max_consecutive_skips)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    zero = None
+    if launch.deepspeed:
+        from amh.deepspeed_step import ZeroStep
+
+        zero = ZeroStep(model, cfg.train.clip_groups, guard, precision)
+        precision = zero
+
+    rank, b = accelerator.process_index, cfg.train.batch_size
+    steps = []
+    for step in range(args.steps):
+        losses = []
+        for micro in range(args.accum):
+            with accelerator.accumulate(model):
+                ids = global_batch(step, micro, args.global_batch)[rank * b:(rank + 1) * b].to(accelerator.device)
+                with precision.autocast():
+                    loss = model(ids)
+                if step == args.poison_step and rank == accelerator.num_processes - 1:
+                    loss = loss * float("nan")
+                accelerator.backward(precision.scale(loss))
+            losses.append(accelerator.reduce(loss.detach().float(), reduction="mean").item())
+        if zero is not None:
+            stepped, norms = zero.stepped, zero.norms
+        else:
+            precision.unscale_(optimizer)
+            norms = clipper.norms()
+            stepped = guard.check(loss, norms)
+            if stepped:
+                clipper.clip_(norms)
+                optimizer.step()
+            precision.update()
+            optimizer.zero_grad(set_to_none=True)
+        steps.append({"loss": sum(losses) / len(losses), "stepped": stepped,
+                      "norms": {k: v.item() for k, v in norms.items()}})
+
+    if zero is not None:
+        from amh.deepspeed_step import fp32_state_dict
+
+        state = fp32_state_dict(model)
+    else:
+        state = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        result = {"mode": launch.description, "world_size": accelerator.num_processes, "steps": steps,
+                  "skipped_total": guard.skipped_total, "loss_scale": precision.loss_scale,
+                  "weights": {k: v.float().flatten().tolist() for k, v in state.items()}}
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "result.json").write_text(json.dumps(result, allow_nan=True))
+    accelerator.end_training()
+    assert all(math.isfinite(x) for x in state["text_head.bias"].float().tolist())
+
+
+if __name__ == "__main__":
+    main()
