@@ -27,6 +27,7 @@ from amh.distributed import launch_mode
 from amh.nan_guard import NanGuard
 from amh.optim import build_optimizer
 from amh.precision import Precision
+from amh.step import optimizer_step
 
 VOCAB, WIDTH, LENGTH = 50, 16, 8
 
@@ -98,14 +99,7 @@ def main() -> None:
         if zero is not None:
             stepped, norms = zero.stepped, zero.norms
         else:
-            precision.unscale_(optimizer)
-            norms = clipper.norms()
-            stepped = guard.check(loss, norms)
-            if stepped:
-                clipper.clip_(norms)
-                optimizer.step()
-            precision.update()
-            optimizer.zero_grad(set_to_none=True)
+            stepped, norms = optimizer_step(optimizer, clipper, guard, precision, loss)  # train.py's own step
         steps.append({"loss": sum(losses) / len(losses), "stepped": stepped,
                       "norms": {k: v.item() for k, v in norms.items()}})
 
