@@ -12,6 +12,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # espeak-ng: demo corpus + G2P backend; ffmpeg: torchcodec; slurm-wlm + munge: the Slurm tests.
 SYSTEM_PACKAGES := espeak-ng ffmpeg slurm-wlm munge
 PYTEST_ARGS ?=
+# Extra train.py overrides for the demo, e.g. DEMO_ARGS="train.max_steps=20".
+DEMO_ARGS ?=
 
 .PHONY: setup system demo test test-fast fixtures clean
 
@@ -41,8 +43,9 @@ demo: fixtures
 	$(PY) scripts/extend_vocab.py --base-vocab $(FIXTURES)/tiny_xtts/vocab.json \
 	  --corpus $(FIXTURES)/demo_corpus/ready/metadata_train.csv $(FIXTURES)/demo_corpus/ready/metadata_eval.csv --mode chars \
 	  --out $(FIXTURES)/demo_corpus/ready/vocab_extended_amharic.json
-	$(VENV)/bin/accelerate launch --config_file accelerate_config.yaml --cpu --num_processes 1 \
-	  train.py --config configs/demo.yaml
+	# One CPU process; accelerate_config.yaml is the GPU-node launcher config (docs/cluster.md).
+	$(VENV)/bin/accelerate launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+	  train.py --config configs/demo.yaml $(DEMO_ARGS)
 	@echo "demo finished: run directory runs/demo (TensorBoard: $(VENV)/bin/tensorboard --logdir runs/demo/tensorboard), export runs/demo/export"
 
 test: setup
