@@ -33,7 +33,7 @@ from amh.deepspeed_step import ZeroStep, fp32_state_dict
 from amh.distributed import launch_mode
 from amh.frontend import FrontendSettings
 from amh.metrics import Throughput, memory_mb
-from amh.nan_guard import NanGuard, TooManyNonFiniteSteps
+from amh.nan_guard import NanGuard
 from amh.optim import build_optimizer, lr_at, set_lr
 from amh.precision import Precision
 from amh.step import apply_model_options, batch_counts, forward_backward, model_inputs, optimizer_step, to_device

@@ -10,10 +10,6 @@ from dataclasses import dataclass, field
 import torch
 
 
-class TooManyNonFiniteSteps(RuntimeError):
-    """Raised when `max_consecutive` steps in a row were non-finite; the message is a diagnosis."""
-
-
 @dataclass
 class NanGuard:
     max_consecutive: int
