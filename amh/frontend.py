@@ -31,7 +31,8 @@ class FrontendSettings:
     """How Amharic text is prepared for the tokenizer.
 
     language            canonical code "am" ("amh" is accepted and stored as "am")
-    homophones          merge letters Amharic pronounces alike (ሐ ኀ ኸ -> ሀ, ሠ -> ሰ, ዐ -> አ, ፀ -> ጸ)
+    homophones          merge letters Amharic pronounces alike (ሐ ኀ ኸ -> ሀ, ሠ -> ሰ, ዐ -> አ, ፀ -> ጸ,
+                        ሃ -> ሀ, ኣ -> አ, ቍ -> ቁ: docs/text.md)
     g2p                 None keeps Ethiopic script; a backend name of amh.g2p.BACKENDS writes IPA
     expand_numbers      read digits and Ethiopic numerals out in words
     expand_abbreviations expand ዶ/ር, ት/ቤት, ዓ.ም ... (amh/text/abbreviations.tsv + extra_abbreviations)

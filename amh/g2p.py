@@ -1,6 +1,6 @@
 """Amharic grapheme-to-phoneme conversion (IPA), one interface over several backends.
 
-    phonemize("ሰላም ለዓለም")                   -> "səlam ləaləm"   (hybrid, the default)
+    phonemize("ሰላም ለዓለም")                   -> "səlam ləʔaləm"  (hybrid, the default)
     phonemize("ሰላም ለዓለም", backend="rules")  -> "səlam ləʔaləm"
     phonemize_batch(lines, backend="espeak")  -> one espeak-ng process for all lines
 
@@ -9,14 +9,16 @@ Backends (BACKENDS):
               x a vowel order (ə u i a e ɨ o), plus labialised (ʷ) and palatalised (ʲ) forms. Rows and
               orders are read from the letters' Unicode names (ETHIOPIC SYLLABLE QWAA = q + ʷ + a), so
               every letter of the Ethiopic blocks gets a value; Amharic values are used where Amharic
-              merged old sounds (ሐ ኀ ኸ -> h, ዐ -> ʔ, ሠ -> s, ፀ -> t͡sʼ), the sound of the language the
-              letter was added for elsewhere (ቐ qʰ, ጘ ŋ, ዸ ɗ, ⶠ ʂ). The 6th order (ɨ or no vowel) is decided
-              by the epenthesis rules of `_takes_vowel`.
+              merged old sounds (ሐ ኀ ኸ -> h, ዐ -> ʔ, ሠ -> s, ፀ -> t͡sʼ; the 1st order of ሀ ሐ ኀ አ ዐ is a,
+              as Amharic says it), the sound of the language the letter was added for elsewhere (ቐ qʰ,
+              ጘ ŋ, ዸ ɗ, ⶠ ʂ). The 6th order (ɨ or no vowel) is decided by the epenthesis rules of
+              `_takes_vowel`.
   epitran     the epitran library's `amh-Ethi` map, as it is (works offline). It leaves letters it has no
               entry for (ቊ ቌ ዸ ...) unconverted, and keeps ɨ after every 6th-order letter but the last.
-  hybrid      (default) epitran's consonant and vowel values, with the rules' epenthesis, labialisation
-              and vowel orders; letters epitran leaves unconverted, or spells against the syllabary
-              (ቈ as kʼʷe instead of kʼʷə, ኧ as wa), come from the rules. No Ethiopic letter survives it.
+  hybrid      (default) epitran's consonant and vowel values, with the rules' epenthesis, labialisation,
+              vowel orders and glottal stop (epitran writes none: አ = ə, ለዓለም = ləaləm); letters
+              epitran leaves unconverted, or spells against the syllabary (ቈ as kʼʷe instead of kʼʷə,
+              ኧ as wa), come from the rules. No Ethiopic letter survives it.
   espeak      espeak-ng's Amharic voice (`-v am`), all texts of a batch through one process; stress
               marks dropped and its ejective mark "`" written "ʼ".
   transphone  the optional `transphone` package (pip install 'amh-xtts[transphone]'); it downloads its
@@ -25,7 +27,7 @@ Backends (BACKENDS):
 Limits of `rules`/`hybrid`, which no spelling-based G2P avoids: gemination is not written in the script
 (ዋና "main" and ዋና "swimming" differ only in it), so it is rendered only where the optional mark ፟ is
 written; the epenthetic ɨ follows the rules below, not a lexicon, so a few words get one ɨ too many or
-too few; the 1st order is always ə, although after h and ʔ Amharic says a (ሀ, አ).
+too few.
 """
 from __future__ import annotations
 
@@ -61,6 +63,10 @@ CONSONANTS = {
 VOWELS = {"A": "ə", "U": "u", "I": "i", "AA": "a", "EE": "e", "E": "ɨ", "O": "o"}
 SIXTH = "E"  # the 6th order: ɨ or no vowel at all
 SECONDARY = {"W": "ʷ", "Y": "ʲ"}
+# Amharic says the 1st order of the laryngeal rows as a, like their 4th: ሀ = ሃ = ha, አ = ኣ = ʔa (ኸ, a
+# velar in Ge'ez spelling, keeps ə; ኧ, GLOTTAL WA, is the interjection's ʔə).
+LARYNGEALS = frozenset({"H", "HH", "X", "GLOTTAL", "PHARYNGEAL"})
+GLOTTALS = frozenset({"GLOTTAL", "PHARYNGEAL"})  # the "vowel letters" አ ዐ rows: ʔ + vowel
 # Amharic reads ኧ (GLOTTAL WA) as ʔə, in interjections like ኧረ.
 OVERRIDES = {"ኧ": ("GLOTTAL", "", "A")}
 ETHIOPIC_LETTER_RANGES = ((0x1200, 0x135A), (0x1380, 0x138F), (0x2D80, 0x2DDF), (0xAB00, 0xAB2F), (0x1E7E0, 0x1E7FF))
@@ -142,9 +148,10 @@ def rules_table() -> Mapping[str, Segment]:
         if letter is None:
             table[ch] = Segment(unicodedata.name(ch).split()[-1].lower(), "")
         else:
-            table[ch] = Segment(
-                CONSONANTS[letter.code] + letter.secondary, VOWELS[letter.order], sixth=letter.order == SIXTH
-            )
+            vowel = VOWELS[letter.order]
+            if letter.order == "A" and not letter.secondary and letter.code in LARYNGEALS and ch not in OVERRIDES:
+                vowel = VOWELS["AA"]
+            table[ch] = Segment(CONSONANTS[letter.code] + letter.secondary, vowel, sixth=letter.order == SIXTH)
     return MappingProxyType(table)  # cached and shared: read-only
 
 
@@ -314,6 +321,11 @@ def hybrid_table(transliterate) -> Mapping[str, Segment]:
         rule = rules[ch]
         parsed = split(transliterate(ch), rule.sixth)
         consonant = None
+        if letter and letter.code in GLOTTALS:
+            # epitran writes no glottal stop (አ = ə): Amharic has one before every vowel letter, also
+            # inside a word after a proclitic (ለዓለም ləʔaləm, not the hiatus ləaləm).
+            table[ch] = rule
+            continue
         if letter and parsed and parsed[1] == rule.vowel:
             consonant = _with_secondary(parsed[0], letter.secondary)
         if consonant is None and letter and letter.code in row_consonant:

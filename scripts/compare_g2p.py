@@ -24,6 +24,7 @@ from amh.text import normalize  # noqa: E402
 BEGIN, END = "<!-- compare_g2p:begin -->", "<!-- compare_g2p:end -->"
 _NOT_COMPARED = re.compile(r"[ˈˌ͡ːˑ]|[^\w\s]")
 EXAMPLES = 4
+_ETHIOPIC_WORD = re.compile("[\u1200-\u135a]+")
 
 
 def canonical(ipa: str) -> str:
@@ -49,6 +50,11 @@ def agreement(xs: list[str], ys: list[str]) -> float:
         longest = max(len(x), len(y))
         scores.append(1.0 if longest == 0 else 1 - edit_distance(x, y) / longest)
     return sum(scores) / len(scores)
+
+
+def word_agreement(xs: list[str], ys: list[str]) -> float:
+    """Share of words whose two transcriptions are identical after `canonical`."""
+    return sum(canonical(x) == canonical(y) for x, y in zip(xs, ys)) / len(xs)
 
 
 def default_sentences() -> list[str]:
@@ -94,6 +100,21 @@ def run(sentences: list[str]) -> str:
     ]
     for a in names:
         out.append(f"| `{a}` | " + " | ".join(f"{agreement(results[a], results[b]):.2f}" for b in names) + " |")
+    if "espeak" in results:
+        words = sorted({w for t in text for w in _ETHIOPIC_WORD.findall(t)})
+        out += [
+            "",
+            f"**Words identical to espeak-ng** ({len(words):,} distinct words of the normalised sentences, each "
+            "phonemised alone; same canonical form as above)",
+            "",
+            "| backend | identical words |",
+            "|---|---:|",
+        ]
+        reference = get_backend("espeak").phonemize_batch(words)
+        for name in names:
+            if name != "espeak":
+                same = word_agreement(get_backend(name).phonemize_batch(words), reference)
+                out.append(f"| `{name}` | {same:.1%} |")
     out += ["", "**Examples**", ""]
     for i in range(min(EXAMPLES, len(text))):
         out.append(f"- {text[i]}")

@@ -1,4 +1,7 @@
 """Amharic number words and Ethiopic numerals (amh/text/numbers.py)."""
+import itertools
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,7 +13,7 @@ from amh.text import (
     ordinal_to_words,
     year_to_words,
 )
-from amh.text.numbers import MAX_NUMBER, ONES, TENS
+from amh.text.numbers import ETHIOPIC_NUMERAL_CHARS, MAX_NUMBER, ONES, TENS
 
 CARDINALS = {
     0: "ዜሮ",
@@ -170,3 +173,65 @@ def _to_ethiopic(n: int) -> str:
 @settings(max_examples=500, deadline=None)
 def test_ethiopic_numerals_round_trip(n):
     assert ethiopic_numeral_to_int(_to_ethiopic(n)) == n
+
+
+def _canonical_ethiopic(n: int) -> str:
+    """The reference writing of n: Daniel Yacob's algorithm (geez.org; ICU's %ethiopic and abyssinica
+    write the same), two digits at a time, ፻ after the odd pairs, ፼ after the even ones, a lone ፩
+    left out before a marker."""
+    digits = str(n)
+    digits = "0" * (len(digits) % 2) + digits
+    pairs = [digits[i : i + 2] for i in range(0, len(digits), 2)]
+    out = []
+    for k, pair in enumerate(pairs):
+        place = len(pairs) - 1 - k  # pairs after this one
+        tens, unit = int(pair[0]), int(pair[1])
+        marker = "" if place == 0 else "፼" if place % 2 == 0 else ("፻" if tens or unit else "")
+        if not (tens == 0 and unit == 1 and len(digits) > 2 and (marker == "፻" or k == 0)):
+            out.append((chr(0x1371 + tens) if tens else "") + (chr(0x1368 + unit) if unit else ""))
+        out.append(marker)
+    return "".join(out)
+
+
+def _without_explicit_one(numeral: str) -> str:
+    return re.sub("(?<![፲-፺])፩(?=[፻፼])", "", numeral)
+
+
+def test_every_accepted_numeral_is_the_reference_writing_of_its_value():
+    # All 8,420 strings of up to three numerals: each one accepted is written as the reference writes
+    # its value (up to an explicit ፩ before ፻/፼), so no ill-ordered sequence is given a value.
+    symbols = list(ETHIOPIC_NUMERAL_CHARS)
+    accepted = 0
+    for length in (1, 2, 3):
+        for chars in itertools.product(symbols, repeat=length):
+            numeral = "".join(chars)
+            try:
+                value = ethiopic_numeral_to_int(numeral)
+            except ValueError:
+                continue
+            accepted += 1
+            assert _without_explicit_one(numeral) == _without_explicit_one(_canonical_ethiopic(value)), numeral
+    assert accepted > 500
+
+
+@pytest.mark.parametrize(
+    "numeral, message",
+    [
+        ("፻፲፻", "'፻' at position 2 is out of place"),  # two hundreds in one myriad group (abyssinica: 11000)
+        ("፭፲", "'፲' at position 1 is out of place"),  # unit before tens
+        ("፲፻፳፻፼", "'፻' at position 3 is out of place"),
+        ("፲፲፼", "'፲' at position 1 is out of place"),
+        ("፼፭፲", "'፲' at position 2 is out of place"),  # inside the group after ፼
+    ],
+)
+def test_ill_ordered_groups_are_refused(numeral, message):
+    with pytest.raises(ValueError, match=message):
+        ethiopic_numeral_to_int(numeral)
+
+
+@pytest.mark.parametrize("numeral, value", [("፼፻", 10_100), ("፻፼", 1_000_000), ("፭፼፻", 50_100), ("፭፻፼", 5_000_000)])
+def test_myriad_then_hundred_is_the_reference_reading(numeral, value):
+    # ፼ ends a myriad group and ፻ starts the next one: ፼፻ is how the reference writes 10,100, and
+    # 1,000,000 is ፻፼ (the hundred of the group before ፼), never ፼፻.
+    assert ethiopic_numeral_to_int(numeral) == value
+    assert _canonical_ethiopic(value) == numeral

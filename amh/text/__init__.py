@@ -5,6 +5,7 @@ from amh.text.normalize import (
     load_abbreviations,
     merge_homophones,
     normalize,
+    unexpanded_abbreviations,
 )
 from amh.text.numbers import (
     digits_to_words,
@@ -26,5 +27,6 @@ __all__ = [
     "normalize",
     "number_to_words",
     "ordinal_to_words",
+    "unexpanded_abbreviations",
     "year_to_words",
 ]

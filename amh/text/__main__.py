@@ -1,5 +1,7 @@
 """python -m amh.text: normalise (default) or phonemise (--g2p BACKEND) stdin lines to stdout, or
-print a corpus report (--report): lines, lines changed by normalisation, numbers, unknown characters.
+print a corpus report (--report): lines, lines changed by normalisation, numbers, unknown characters,
+abbreviations the table lacks (a slash between Ethiopic letters: its slash is read as a space) and the
+slash/hyphen forms the normalised text still has.
 
     python -m amh.text < corpus.txt > normalised.txt
     python -m amh.text --g2p hybrid < corpus.txt
@@ -18,7 +20,7 @@ from itertools import islice
 
 from amh.frontend import FrontendSettings, TextFrontend
 from amh.g2p import BACKENDS
-from amh.text.normalize import LATIN_LETTER, LATIN_MODES
+from amh.text.normalize import LATIN_LETTER, LATIN_MODES, unexpanded_abbreviations
 from amh.text.numbers import ETHIOPIC_NUMERAL_CHARS
 
 BATCH = 512  # lines per G2P batch (espeak runs one process per batch)
@@ -26,6 +28,10 @@ _ETHIOPIC_BLOCKS = ((0x1200, 0x139F), (0x2D80, 0x2DDF), (0xAB00, 0xAB2F), (0x1E7
 _LATIN = re.compile(f"[{LATIN_LETTER}]")
 _NUMBER = re.compile(f"[0-9]+(?:[.,][0-9]+)*|[{ETHIOPIC_NUMERAL_CHARS}]+")
 _FIRST_LINES = 5
+_MOST_COMMON = 20
+# A slash, hyphen or minus attached to a letter or digit (3-4, ሰዶ/ር, covid-19); a dash between
+# spaces is punctuation and not counted.
+_MARKED_FORM = re.compile(r"\S*\w[/\-\u2212\u2013]\S*|\S*[/\-\u2212\u2013]\w\S*")
 
 
 def known_character(ch: str) -> bool:
@@ -48,8 +54,27 @@ class CorpusReport:
     number_lines: int = 0
     unknown: Counter = field(default_factory=Counter)
     first_lines: dict[str, list[int]] = field(default_factory=dict)
+    unexpanded: Counter = field(default_factory=Counter)  # abbreviation-like words the table lacks
+    unexpanded_lines: int = 0
+    marked: Counter = field(default_factory=Counter)  # slash/hyphen forms left in the normalised text
+    marked_lines: int = 0
+    form_lines: dict[str, list[int]] = field(default_factory=dict)
 
-    def add(self, number: int, line: str, normalised: str) -> None:
+    def _seen(self, form: str, number: int) -> None:
+        seen = self.form_lines.setdefault(form, [])
+        if len(seen) < _FIRST_LINES and (not seen or seen[-1] != number):
+            seen.append(number)
+
+    def add(self, number: int, line: str, normalised: str, unexpanded: Iterable[str] = ()) -> None:
+        """Count one line; `unexpanded`: its words with a slash that no abbreviation covers."""
+        unexpanded = list(unexpanded)
+        self.unexpanded.update(unexpanded)
+        self.unexpanded_lines += bool(unexpanded)
+        marked = _MARKED_FORM.findall(normalised)
+        self.marked.update(marked)
+        self.marked_lines += bool(marked)
+        for form in unexpanded + marked:
+            self._seen(form, number)
         self.lines += 1
         self.changed += line != normalised
         found = _NUMBER.findall(line)
@@ -76,7 +101,23 @@ class CorpusReport:
             name = unicodedata.name(ch, "unnamed")
             lines = ", ".join(map(str, self.first_lines[ch]))
             out.append(f"  U+{ord(ch):04X} {ch!r} {name}: {count}x, first in line(s) {lines}")
+        out.append(
+            f"unexpanded abbreviations (slash between Ethiopic letters, not in the table; read as a space): "
+            f"{sum(self.unexpanded.values())} in {self.unexpanded_lines} lines, {len(self.unexpanded)} distinct"
+        )
+        out += self._forms(self.unexpanded)
+        out.append(
+            f"slash/hyphen/minus forms left in the normalised text: {sum(self.marked.values())} in "
+            f"{self.marked_lines} lines, {len(self.marked)} distinct"
+        )
+        out += self._forms(self.marked)
         return "\n".join(out)
+
+    def _forms(self, counter: Counter) -> list[str]:
+        return [
+            f"  {form}: {count}x, first in line(s) {', '.join(map(str, self.form_lines[form]))}"
+            for form, count in counter.most_common(_MOST_COMMON)
+        ]
 
 
 def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -110,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     lines = (line.rstrip("\n") for line in sys.stdin)
     if args.report:
         report = CorpusReport()
+        extra = dict(settings.extra_abbreviations)
         for number, line in enumerate(lines, 1):
-            report.add(number, line, frontend.normalize(line))
+            unexpanded = unexpanded_abbreviations(line, extra) if settings.expand_abbreviations else ()
+            report.add(number, line, frontend.normalize(line), unexpanded)
         print(report)
         return 0
     for batch in _batches(lines, BATCH):
