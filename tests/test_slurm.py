@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from launching.launch_runs import REPO, VENV_BIN, demo_overrides, extended_vocab, step_log
-from slurm.local_slurm import LocalSlurm, SlurmUnavailable
+from slurm.local_slurm import LocalSlurm, SlurmUnavailable, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -35,16 +35,6 @@ def slurm(tmp_path_factory):
     cluster.__exit__(None, None, None)
 
 
-def wait_for(what: str, check, timeout: float, slurm: LocalSlurm, job: int, log: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; job {slurm.job(job)}\n"
-                         f"--- job output ---\n{log.read_text()[-6000:] if log.exists() else '(none)'}\n"
-                         f"--- slurmd ---\n{slurm.log('slurmd')}")
 
 
 def steps_logged(run: Path) -> list[int]:

@@ -1,13 +1,21 @@
-"""A one-node Slurm cluster on localhost for tests: munged, slurmctld and slurmd as root, all state in one folder.
+"""A Slurm cluster on this machine for tests: munged, slurmctld and slurmd as root, all state in one folder.
 
     with LocalSlurm(tmp_dir) as slurm:        # starts the daemons, waits until the node is idle
         job = slurm.sbatch(["--wrap", "hostname"])
         slurm.scontrol("show", "job", str(job))
 
+    with TwoHosts() as hosts, LocalSlurm(tmp_dir, hosts=list(hosts)) as slurm:   # two nodes
+        ...
+
+One node (default): this machine's hostname, on localhost. With `hosts` (tests/netns/hosts.py): one
+slurmd per host, each in its host's network namespace with its hostname and address, slurmctld on
+the first host, and the client commands (sbatch, scontrol, ...) run from the first host too; munged
+stays on this machine, its socket is a file that every host sees.
+
 Nothing outside `root` is touched: the munge key, munged's socket, slurm.conf (with this machine's
 hostname and `slurmd -C`'s hardware line), spool/state folders and logs all live there, the daemons
 listen on free ports, and client commands find the cluster through SLURM_CONF in `env`. `stop()`
-(also on errors inside the `with`) cancels the jobs and ends the three daemons by their pids.
+(also on errors inside the `with`) cancels the jobs and ends the daemons by their pids.
 Debian 12's slurm-wlm 22.05 and munge 0.5 (Makefile SYSTEM_PACKAGES). For a look by hand:
 
     python tests/slurm/local_slurm.py /tmp/slurm     # starts, prints the SLURM_CONF to export, Ctrl-C stops
@@ -21,9 +29,20 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
+
+
+class Node(Protocol):
+    """A host to run a slurmd on (tests/netns/hosts.py's Host)."""
+
+    name: str
+    addr: str
+
+    def command(self, cmd: list[str]) -> list[str]: ...
 
 
 class SlurmUnavailable(RuntimeError):
@@ -46,11 +65,20 @@ def _hardware_line() -> str:
 
 
 class LocalSlurm:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, hosts: Sequence[Node] | None = None):
         self.root = Path(root)
         self.conf = self.root / "slurm.conf"
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
         self.procs: dict[str, subprocess.Popen] = {}
+        self.hosts = list(hosts or [])
+
+    @property
+    def nodes(self) -> list[str]:
+        return [h.name for h in self.hosts] or [socket.gethostname().split(".")[0]]
+
+    def on_head(self, cmd: list[str]) -> list[str]:
+        """`cmd` as run where slurmctld runs (the first host; here when there are no hosts)."""
+        return self.hosts[0].command(cmd) if self.hosts else cmd
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> LocalSlurm:
@@ -85,21 +113,24 @@ class LocalSlurm:
         self._wait(lambda: socket_path.exists(), timeout, "munged did not create its socket")
         self.conf.write_text(self._slurm_conf(socket_path))
         (self.root / "plugstack.conf").write_text("")
-        self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)])
+        self._spawn("slurmctld", self.on_head(["slurmctld", "-D", "-i", "-f", str(self.conf)]))
         self._wait(lambda: self._ok("scontrol", "ping"), timeout, "slurmctld does not answer `scontrol ping`")
-        self._spawn("slurmd", ["slurmd", "-D", "-f", str(self.conf), "-N", self.node])
-        self._wait(self._node_idle, timeout, "slurmd did not register the node as idle")
+        for i, node in enumerate(self.nodes):
+            cmd = ["slurmd", "-D", "-f", str(self.conf), "-N", node]
+            (self.root / "spool" / node).mkdir(exist_ok=True)
+            self._spawn(f"slurmd-{node}", self.hosts[i].command(cmd) if self.hosts else cmd)
+        self._wait(self._nodes_idle, timeout, "slurmd did not register the node(s) as idle")
 
     def stop(self) -> None:
         if "slurmctld" in self.procs and self.procs["slurmctld"].poll() is None:
             # Job steps run under slurmstepd, which outlives slurmd: end the jobs first.
-            subprocess.run(["scancel", "--partition=ci"], env=self.env, capture_output=True, timeout=30)
+            subprocess.run(self.on_head(["scancel", "--partition=ci"]), env=self.env, capture_output=True, timeout=30)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and self.run("squeue", "--noheader", check=False).strip():
                 time.sleep(1)
-        for name in reversed(DAEMONS):
-            proc = self.procs.pop(name, None)
-            if proc is None or proc.poll() is not None:
+        for name in reversed(list(self.procs)):  # slurmds, slurmctld, munged
+            proc = self.procs.pop(name)
+            if proc.poll() is not None:
                 continue
             proc.send_signal(signal.SIGTERM)
             try:
@@ -110,7 +141,8 @@ class LocalSlurm:
 
     # ---- client commands ------------------------------------------------------------------------
     def run(self, *cmd: str, check: bool = True, env: dict | None = None) -> str:
-        result = subprocess.run(cmd, capture_output=True, text=True, env={**self.env, **(env or {})}, timeout=60)
+        result = subprocess.run(self.on_head(list(cmd)), capture_output=True, text=True,
+                                env={**self.env, **(env or {})}, timeout=60)
         if check and result.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.strip()}")
         return result.stdout
@@ -119,7 +151,7 @@ class LocalSlurm:
         return self.run("scontrol", *args)
 
     def sbatch(self, args: list[str], env: dict | None = None, cwd: str | Path | None = None) -> int:
-        result = subprocess.run(["sbatch", "--parsable", *args], capture_output=True, text=True,
+        result = subprocess.run(self.on_head(["sbatch", "--parsable", *args]), capture_output=True, text=True,
                                 env={**self.env, **(env or {})}, cwd=cwd, timeout=60)
         if result.returncode != 0:
             raise RuntimeError(f"sbatch {' '.join(args)} failed: {result.stderr.strip()}")
@@ -127,28 +159,38 @@ class LocalSlurm:
 
     def job(self, job_id: int) -> dict[str, str]:
         """`scontrol show job` as a dict (JobState, RestartCnt, ExitCode, ...); {} once Slurm forgot the job."""
-        result = subprocess.run(["scontrol", "show", "job", "--oneliner", str(job_id)], capture_output=True,
-                                text=True, env=self.env, timeout=60)
+        result = subprocess.run(self.on_head(["scontrol", "show", "job", "--oneliner", str(job_id)]),
+                                capture_output=True, text=True, env=self.env, timeout=60)
         if result.returncode != 0:
             return {}
         return dict(f.split("=", 1) for f in result.stdout.split() if "=" in f)
 
-    def log(self, name: str) -> str:
-        """The tail of a daemon's log, for failure messages."""
+    def log(self, name: str, node: str | None = None) -> str:
+        """The tail of a daemon's log (slurmd: the first node's unless `node`), for failure messages."""
+        if name == "slurmd":
+            name = f"slurmd-{node or self.node}"
         path = self.root / ("munge/munged.log" if name == "munged" else f"{name}.log")
         return path.read_text(errors="replace")[-3000:] if path.exists() else f"({path} missing)"
 
     # ---- internals -------------------------------------------------------------------------------
     @property
     def node(self) -> str:
-        return socket.gethostname().split(".")[0]
+        """The first node's name (the only one without hosts)."""
+        return self.nodes[0]
 
     def _slurm_conf(self, munge_socket: Path) -> str:
         r = self.root
-        hardware = _hardware_line().replace(f"NodeName={self.node}", "").strip()
+        # Every host is this machine: the same hardware line for each node name.
+        hardware = " ".join(f for f in _hardware_line().split() if not f.startswith("NodeName="))
+        if self.hosts:
+            controller = f"{self.hosts[0].name}({self.hosts[0].addr})"
+            nodes = "\n".join(f"NodeName={h.name} NodeAddr={h.addr} NodeHostname={h.name} {hardware} State=UNKNOWN"
+                              for h in self.hosts)
+        else:
+            controller, nodes = self.node, f"NodeName={self.node} {hardware} State=UNKNOWN"
         return f"""\
 ClusterName=amhci
-SlurmctldHost={self.node}
+SlurmctldHost={controller}
 SlurmUser=root
 SlurmdUser=root
 SlurmctldPort={_free_port()}
@@ -157,11 +199,11 @@ AuthType=auth/munge
 AuthInfo=socket={munge_socket}
 CredType=cred/munge
 StateSaveLocation={r / 'state'}
-SlurmdSpoolDir={r / 'spool'}
+SlurmdSpoolDir={r / 'spool' / '%n'}
 SlurmctldPidFile={r / 'slurmctld.pid'}
-SlurmdPidFile={r / 'slurmd.pid'}
+SlurmdPidFile={r / 'slurmd-%n.pid'}
 SlurmctldLogFile={r / 'slurmctld.log'}
-SlurmdLogFile={r / 'slurmd.log'}
+SlurmdLogFile={r / 'slurmd-%n.log'}
 SlurmdDebug=info
 SlurmctldDebug=info
 PlugStackConfig={r / 'plugstack.conf'}
@@ -178,8 +220,8 @@ ReturnToService=2
 JobRequeue=1
 KillWait=10
 MinJobAge=600
-NodeName={self.node} {hardware} State=UNKNOWN
-PartitionName=ci Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
+{nodes}
+PartitionName=ci Nodes={",".join(self.nodes)} Default=YES MaxTime=INFINITE State=UP
 """
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
@@ -188,12 +230,12 @@ PartitionName=ci Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
                                             start_new_session=True)
 
     def _ok(self, *cmd: str) -> bool:
-        return subprocess.run(cmd, capture_output=True, env=self.env, timeout=30).returncode == 0
+        return subprocess.run(self.on_head(list(cmd)), capture_output=True, env=self.env, timeout=30).returncode == 0
 
-    def _node_idle(self) -> bool:
-        out = subprocess.run(["sinfo", "--noheader", "--format=%T", "--nodes", self.node], capture_output=True,
-                             text=True, env=self.env, timeout=30).stdout.strip()
-        return out.startswith("idle")
+    def _nodes_idle(self) -> bool:
+        sinfo = ["sinfo", "--noheader", "--Node", "--format=%T", "--nodes", ",".join(self.nodes)]
+        out = subprocess.run(self.on_head(sinfo), capture_output=True, text=True, env=self.env, timeout=30).stdout.split()
+        return len(out) == len(self.nodes) and all(state.startswith("idle") for state in out)
 
     def _wait(self, ready, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -205,7 +247,8 @@ PartitionName=ci Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
             if ready():
                 return
             time.sleep(0.5)
-        raise SlurmUnavailable(f"{what} within {timeout:.0f} s\n{self.log('slurmctld')}\n{self.log('slurmd')}")
+        raise SlurmUnavailable(f"{what} within {timeout:.0f} s\n{self.log('slurmctld')}\n"
+                               + "\n".join(self.log("slurmd", node) for node in self.nodes))
 
 
 if __name__ == "__main__":
@@ -215,3 +258,17 @@ if __name__ == "__main__":
             signal.pause()
         except KeyboardInterrupt:
             pass
+
+
+def wait_for(what: str, check, timeout: float, slurm: LocalSlurm, job: int, log: Path, poll: float = 0.25):
+    """Poll `check()` until it returns something true (returned) or `timeout` s pass; the failure
+    message carries the job's state, its output and every node's slurmd log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; job {slurm.job(job)}\n"
+                         f"--- job output ---\n{log.read_text()[-6000:] if log.exists() else '(none)'}\n"
+                         + "\n".join(f"--- slurmd {n} ---\n{slurm.log('slurmd', n)}" for n in slurm.nodes))
