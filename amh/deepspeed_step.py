@@ -117,7 +117,9 @@ class ZeroStep:
             norms = self.group_norms()
             self.norms = dict(zip(self.names, norms))
             loss = self.loss if self.loss is not None else torch.zeros((), device=norms.device)
-            take = self.guard.check(loss, self.norms)
+            # Read on the host: DeepSpeed's own step syncs anyway (its overflow flag is a Python bool),
+            # and the base step below must know whether to call AdamW at all.
+            take = bool(self.guard.check(loss, self.norms))
             self._coef = torch.clamp(self.max_norms.to(norms.device) / (norms + 1e-6), max=1.0) if take else None
             self._in_step = True
             try:

@@ -4,13 +4,17 @@
 
     python scripts/bench_step.py                                   # CPU, tiny bench release
     python scripts/bench_step.py --baseline coqui --repeats 5      # + the recipe, our/their ratios
+    python scripts/bench_step.py --size mid,tiny --baseline coqui  # CPU: full width, 4 layers; then tiny
     python scripts/bench_step.py --device cuda --baseline coqui    # full-size 441 M GPT in bf16
 
 Both loops start from identical weights (the release + the demo corpus's extended vocab, new rows
 at matched std), tokenize through the same Amharic front-end and read the same ready/ folder.
 After `--warmup` steps per loop, the loops take turns running `--steps` optimizer steps, `--repeats`
-times; every number in the table is the median over the repeats. A step includes fetching its
-batch (with `--workers` loader workers, the same for both loops).
+times; every number in the table is the median over the repeats. Each loop's batches for a timed
+stretch are fetched before its clock starts (data loading is outside the timed region for both
+loops; `scripts/bench_data.py` measures the pipeline); a step is the rest: the copy to the device,
+the DVAE (online and the recipe), forward, backward, clipping and the optimizer step. Both loops
+pad every prompt to data.max_conditioning_seconds (upstream's convention, ours too since issue 13).
 
 Our loop ("variants", --variants): `cached` reads DVAE codes precomputed once per utterance
 (the one-off cost is printed), `online` runs the frozen DVAE every step as the recipe does; `+ckpt`
@@ -29,6 +33,7 @@ import logging
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,7 +54,8 @@ HOP = 256  # conditioning mel hop (samples per frame)
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--size", choices=("tiny", "full"), help="bench release (default: tiny on CPU, full on CUDA)")
+    p.add_argument("--size", help="bench release(s), comma-separated: tiny|mid|full (default: tiny on CPU, full on "
+                                  "CUDA); mid is full width with 4 layers, where the GPT dominates a CPU step")
     p.add_argument("--config", type=Path, default=REPO / "configs" / "demo.yaml",
                    help="training config for our loop's data/optim/clipping settings")
     p.add_argument("--batch-size", type=int, default=4)
@@ -127,7 +133,7 @@ def prepare_inputs(args, work_dir: Path) -> Inputs:
     from amh.vocab import extend_vocab
     from amh.xtts.language import register
 
-    release = make_bench_release(args.fixtures / f"bench_{args.size}", args.size)
+    release = make_bench_release(args.fixtures / f"bench_{args.size}", args.size)  # one size per run_size
     ready = make_demo_corpus(args.fixtures / "demo_corpus") / "ready"
     settings = FrontendSettings()
     register(settings)  # both loops tokenize "am" through the same front-end
@@ -220,12 +226,14 @@ class OurLoop:
         while True:
             yield from self.loader
 
-    def step(self, work: Work) -> None:
+    def next_batch(self):
+        return next(self.batches)
+
+    def run(self, batch, work: Work) -> None:
         from amh.step import forward_backward, optimizer_step, to_device
 
-        batch = next(self.batches)
         frames = batch["cond_mels"].shape[-1] if "cond_mels" in batch else batch["cond"].shape[-1] // HOP + 1
-        work.add(batch["text_lengths"], batch["wav_lengths"], batch["wav"].shape[-1], frames)
+        work.add(batch["text_lengths"], batch["wav_lengths"], int(batch["wav_lengths"].max()), frames)
         if self.codes_cached != ("codes" in batch):
             raise RuntimeError(f"{self.name}: the loader's batches {'lack' if self.codes_cached else 'carry'} codes")
         batch = to_device(batch, self.device)
@@ -307,9 +315,12 @@ class CoquiLoop:
             for cur_step, batch in enumerate(self.loader):
                 yield cur_step, batch
 
-    def step(self, work: Work) -> None:
+    def next_batch(self):
+        return next(self.batches)
+
+    def run(self, item, work: Work) -> None:
         loader_start = time.time()
-        cur_step, batch = next(self.batches)
+        cur_step, batch = item
         work.add(batch["text_lengths"], batch["wav_lengths"], batch["wav"].shape[-1],
                  batch["conditioning"].shape[-1] // HOP + 1)
         self.trainer.train_step(batch, len(self.loader), cur_step, loader_start)
@@ -325,12 +336,13 @@ def timed(loop, steps: int, device, others_resident: int) -> Chunk:
     from amh.metrics import memory_mb
 
     work = Work()
+    batches = [loop.next_batch() for _ in range(steps)]  # data loading stays outside the clock
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
-    for _ in range(steps):
-        loop.step(work)
+    for batch in batches:
+        loop.run(batch, work)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
@@ -352,7 +364,7 @@ def host_syncs(loop, device) -> list[str]:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            loop.step(Work())
+            loop.run(loop.next_batch(), Work())
         finally:
             torch.cuda.set_sync_debug_mode("default")
     return [f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)]
@@ -419,8 +431,62 @@ def format_table(names: list[str], medians: dict[str, dict], baseline: str | Non
     return "\n".join([render(header), render(["-" * w for w in widths])] + [render(r) for r in lines])
 
 
+def _without(argv: list[str], *options: str) -> list[str]:
+    """argv minus the given options and their values (`--opt v` or `--opt=v`)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in options:
+            skip = True
+        elif not any(a.startswith(o + "=") for o in options):
+            out.append(a)
+    return out
+
+
+def several_sizes(argv: list[str], sizes: list[str], json_out: Path | None) -> int:
+    """One child run per size (separate processes: each builds its own models and the Coqui Trainer
+    configures process-wide state), then one row per size: our/recipe steps/s, median of the
+    per-repeat ratios, and audio seconds/s."""
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench_sizes.") as tmp:
+        for size in sizes:
+            out = Path(tmp) / f"{size}.json"
+            print(f"==== size {size}", flush=True)
+            proc = subprocess.run([sys.executable, __file__, *_without(argv, "--size", "--json"), "--size", size,
+                                   "--json", str(out)])
+            if proc.returncode:
+                return proc.returncode
+            results[size] = json.loads(out.read_text())
+    names = list(next(iter(results.values()))["medians"])
+    ours = [n for n in names if n != "coqui"]
+    print()
+    header = ["size", "GPT params"] + [f"{n} audio s/s" for n in names]
+    header += [f"{n}/coqui steps/s (median of paired)" for n in ours if "coqui" in names]
+    rows = []
+    for size, r in results.items():
+        row = [size, f"{r['gpt_params'] / 1e6:.1f} M"] + [f"{r['medians'][n]['audio s/s']:.2f}" for n in names]
+        if "coqui" in names:
+            for n in ours:
+                ratios = [a["steps/s"] / b["steps/s"] for a, b in zip(r["per_repeat"][n], r["per_repeat"]["coqui"])]
+                row.append(f"{statistics.median(ratios):.2f}x")
+        rows.append(row)
+    widths = [max(len(x[i]) for x in [header] + rows) for i in range(len(header))]
+    for r in [header, ["-" * w for w in widths]] + rows:
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(results, indent=1, default=float))
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    if args.size and "," in args.size:
+        return several_sizes(argv, [x.strip() for x in args.size.split(",") if x.strip()], args.json)
+    if args.size and args.size not in ("tiny", "mid", "full"):
+        raise SystemExit(f"--size {args.size!r}: choose tiny, mid or full (comma-separated for several)")
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the Coqui Trainer takes any visible GPU
     import torch
@@ -470,7 +536,7 @@ def main(argv=None) -> int:
         for loop, before in loops:  # warm-up: lazy optimizer state, first kernels, compile
             start = time.perf_counter()
             for _ in range(args.warmup):
-                loop.step(Work())
+                loop.run(loop.next_batch(), Work())
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             resident[loop.name] = gpu_memory(device) - before

@@ -66,7 +66,7 @@ def test_bench_release_is_cached_by_its_stamp(bench_release):
     before = (bench_release / "dvae.pth").stat().st_mtime_ns
     assert make_bench_release(bench_release, "tiny") == bench_release
     assert (bench_release / "dvae.pth").stat().st_mtime_ns == before
-    with pytest.raises(ValueError, match="choose one of tiny, full"):
+    with pytest.raises(ValueError, match="choose one of tiny, mid, full"):
         make_bench_release(bench_release, "huge")
 
 
@@ -218,3 +218,14 @@ def test_activation_checkpointing_gives_the_same_gradients(tiny_release):
         grads.append({n: p.grad for n, p in m.named_parameters()})
     assert grads[0].keys() == grads[1].keys()
     assert all(torch.equal(grads[0][n], grads[1][n]) for n in grads[0])
+
+
+def test_several_sizes_forward_every_option_but_size_and_json():
+    bench = _script("bench_step")
+    argv = ["--size", "tiny,mid", "--baseline", "coqui", "--json", "out.json", "--steps=2", "--json=x", "--threads", "1"]
+    assert bench._without(argv, "--size", "--json") == ["--baseline", "coqui", "--steps=2", "--threads", "1"]
+    from amh.fixtures import bench_release
+
+    assert bench_release.SIZES == ("tiny", "mid", "full") and bench_release.MID_LAYERS == 4
+    with pytest.raises(SystemExit, match="--size 'huge'"):
+        bench.main(["--size", "huge"])

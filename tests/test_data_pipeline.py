@@ -365,3 +365,18 @@ def test_training_runs_through_the_broken_copy(tmp_path, tiny_release, broken_re
     assert done.returncode == 0, done.stderr[-3000:]
     assert "skipped row 'broken/" in done.stderr and "decode_error" in done.stderr
     assert (tmp_path / "run" / "export").is_dir()
+
+
+def test_workers_persist_across_passes_and_epochs_stay_exact(demo_corpus, char_encoder):
+    cfg = cfg_for(demo_corpus, "parquet", num_workers=2)
+    lo = loader(cfg, char_encoder)
+    first = [key(b) for b in lo]
+    pids = [w.pid for w in lo._data_loader()._iterator._workers]
+    second = [key(b) for b in lo]
+    assert [w.pid for w in lo._data_loader()._iterator._workers] == pids  # the same processes served epoch 1
+    fresh = loader(cfg, char_encoder)
+    fresh.set_epoch(1)
+    assert second == [key(b) for b in fresh] and second != first
+    lo.close()
+    evaluation = loader(cfg, char_encoder, split="eval", training=False)
+    assert [key(b) for b in evaluation] == [key(b) for b in evaluation]  # every eval pass from its start

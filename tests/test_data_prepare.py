@@ -146,6 +146,55 @@ def test_precomputed_codes_and_prompt_mels(tmp_path, demo_corpus, tiny_release, 
             assert b["cond_idxs"][i].tolist() == [r["cond_start"], r["cond_end"]]
 
 
+def test_prepared_training_batches_decode_no_audio_and_pad_prompts_like_the_online_path(
+        tmp_path, demo_corpus, tiny_release, real_encoder, monkeypatch):
+    import io
+
+    import soundfile as sf
+
+    import amh.data.samples as samples
+    from amh.step import model_inputs
+    from amh.xtts.codes import AudioCodec
+
+    codec = AudioCodec.from_release(tiny_release)
+    ready = small_ready(tmp_path / "ready", demo_corpus, 6, 2)
+    out = tmp_path / "out"
+    prepare(DataConfig(source="ready", path=str(ready)), PrepareOptions(out=str(out), rows_per_shard=4, workers=1),
+            normalize=NORMALIZE, text_encoder=real_encoder, codec=codec, progress_bar=False)
+    lengths = {r["id"]: len(sf.read(io.BytesIO(r["audio"]["bytes"]))[0]) for r in shard_rows(out, "train", ("id", "audio"))}
+    args = dict(batch_size=3, text_encoder=real_encoder, rank=0, world_size=1, seed=0)
+    prepared = DataConfig(source="parquet", path=str(out), num_workers=0)
+
+    def no_decoding(*a, **k):
+        raise AssertionError("a prepared training row was decoded")
+
+    monkeypatch.setattr(samples, "load_audio", no_decoding)
+    seen = 0
+    for b in build_loader(prepared, split="train", **args):
+        assert "wav" not in b and "cond" not in b  # nothing decoded, padded or copied
+        assert b["wav_lengths"].tolist() == [lengths[i] for i in b["ids"]]  # from the FLAC header
+        assert b["n_audio_samples"] == sum(lengths[i] for i in b["ids"])
+        codes, cond_mels = model_inputs(b, codec)[2], model_inputs(b, codec)[4]
+        assert codes is b["codes"] and cond_mels is b["cond_mels"]
+        seen += len(b["ids"])
+    assert seen == len(lengths)
+    monkeypatch.undo()
+    eval_batch = next(iter(build_loader(prepared, split="eval", training=False, **args)))
+    assert "wav" in eval_batch  # eval keeps its audio: train.py takes a voice reference from it
+
+    # The online path pads every prompt to data.max_conditioning_seconds too, so its prompt mels
+    # have the prepared ones' shape (517 frames at 6 s) and, for the same span, their values.
+    online = build_loader(DataConfig(source="ready", path=str(ready), num_workers=0), split="train", **args)
+    for b in online:
+        assert b["cond"].shape[-1] == 6 * 22050
+        mels = codec.cond_mels(b["cond"])
+        assert mels.shape[1:] == (80, 517)
+        start, end = b["cond_idxs"][0].tolist()
+        alone = torch.zeros(1, 1, 6 * 22050)
+        alone[0, 0, : end - start] = b["wav"][0, 0, start:end]
+        torch.testing.assert_close(mels[:1], codec.cond_mels(alone))
+
+
 def test_cli_writes_a_report_and_fails_when_nothing_is_kept(tmp_path, demo_corpus, real_encoder):
     ready = small_ready(tmp_path / "ready", demo_corpus, 3, 1)
     vocab = real_encoder.vocab

@@ -39,13 +39,18 @@ def read_bytes(source: AudioSource) -> tuple[bytes, str]:
     raise AudioDecodeError(f"no audio bytes or path in {type(source).__name__} {str(source)[:80]!r}")
 
 
-def decode(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, int]:
-    """(frames, channels) float32 and the file's sample rate. Raises AudioDecodeError."""
+def _check_bytes(data: bytes, name: str) -> None:
+    """Refuse what libsndfile would misread: no bytes, or a WAV whose header promises more than the file holds."""
     if not data:
         raise AudioDecodeError(f"{name}: empty file")
     truncated = _wav_truncation(data)
     if truncated:
         raise AudioDecodeError(f"{name}: {truncated}")
+
+
+def decode(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, int]:
+    """(frames, channels) float32 and the file's sample rate. Raises AudioDecodeError."""
+    _check_bytes(data, name)
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             wav = f.read(dtype="float32", always_2d=True)
@@ -72,6 +77,21 @@ def load_audio(source: AudioSource, sample_rate: int) -> np.ndarray:
     data, name = read_bytes(source)
     wav, rate = decode(data, name)
     return resample(to_mono(wav), rate, sample_rate)  # NaN/inf survive resampling: the filter sees them
+
+
+def audio_length(source: AudioSource, sample_rate: int) -> int | None:
+    """Frames of the file from its header alone (no decoding), or None when its rate is not
+    `sample_rate` (its length after resampling is then only known by decoding). Raises AudioDecodeError."""
+    data, name = read_bytes(source)
+    _check_bytes(data, name)
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            frames, rate = f.frames, f.samplerate
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise AudioDecodeError(f"{name}: {err}") from None
+    if frames <= 0:
+        raise AudioDecodeError(f"{name}: no samples")
+    return frames if rate == sample_rate else None
 
 
 def encode_flac(wav: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> bytes:

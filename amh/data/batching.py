@@ -22,9 +22,9 @@ class Batch(TypedDict, total=False):
 
     text: torch.Tensor  # long (B, T_txt) token ids without [START]/[STOP]
     text_lengths: torch.Tensor  # long (B,)
-    wav: torch.Tensor  # float32 (B, 1, T) at data.sample_rate
+    wav: torch.Tensor  # float32 (B, 1, T) at data.sample_rate; absent when codes + prompt mels are precomputed
     wav_lengths: torch.Tensor  # long (B,) in samples
-    cond: torch.Tensor  # float32 (B, 1, T_c) conditioning clips
+    cond: torch.Tensor  # float32 (B, 1, T_c) conditioning clips, zero-padded to data.max_conditioning_seconds
     cond_lengths: torch.Tensor  # long (B,)
     cond_idxs: torch.Tensor  # long (B, 2) [start, end) of the prompt inside wav, or (-1, -1)
     ids: list[str]
@@ -36,9 +36,9 @@ class Batch(TypedDict, total=False):
 
 
 def padding_efficiency(batch: Batch) -> float:
-    """Real audio samples / padded audio samples."""
-    wav = batch["wav"]
-    return batch["n_audio_samples"] / max(1, wav.shape[0] * wav.shape[-1])
+    """Real audio samples / padded audio samples (from the lengths: a batch may carry no waveform)."""
+    lengths = batch["wav_lengths"]
+    return batch["n_audio_samples"] / max(1, int(lengths.shape[0]) * int(lengths.max()))
 
 
 def plan_batches(lengths: Sequence[int], *, batch_size: int, max_batch_samples: int | None,
@@ -75,18 +75,24 @@ def _pad(arrays: Sequence[np.ndarray], dtype, length: int | None = None) -> np.n
     return out
 
 
-def collate(samples: Sequence[Sample]) -> Batch:
+def collate(samples: Sequence[Sample], *, cond_samples: int | None = None) -> Batch:
+    """The padded batch. `cond_samples`: the width every conditioning clip is zero-padded to.
+
+    One prompt-padding convention for both data paths: the stream passes data.max_conditioning_seconds,
+    which is what upstream's dataset pads prompts to and what `amh.data.prepare` computes precomputed
+    prompt mels from (the perceiver has no mask, so padding is part of what conditions the GPT).
+    None pads to the batch's longest. Samples without a waveform (codes and prompt mel precomputed)
+    give a batch without `wav` and `cond`.
+    """
     # numpy, then one torch.from_numpy per field: torch's small-op overhead (and its thread pool
     # in a busy process) made a torch-indexing collate the slowest step of the stream.
     text_lengths = np.array([len(s.text_ids) for s in samples], dtype=np.int64)
     wav_lengths = np.array([s.n_samples for s in samples], dtype=np.int64)
-    cond_lengths = np.array([len(s.cond) for s in samples], dtype=np.int64)
+    cond_lengths = np.array([s.n_cond for s in samples], dtype=np.int64)
     batch = Batch(
         text=torch.from_numpy(_pad([s.text_ids for s in samples], np.int64)),
         text_lengths=torch.from_numpy(text_lengths),
-        wav=torch.from_numpy(_pad([s.wav for s in samples], np.float32)[:, None]),
         wav_lengths=torch.from_numpy(wav_lengths),
-        cond=torch.from_numpy(_pad([s.cond for s in samples], np.float32, max(1, int(cond_lengths.max())))[:, None]),
         cond_lengths=torch.from_numpy(cond_lengths),
         cond_idxs=torch.tensor([s.cond_span for s in samples], dtype=torch.long),
         ids=[s.id for s in samples], speakers=[s.speaker for s in samples],
@@ -96,4 +102,10 @@ def collate(samples: Sequence[Sample]) -> Batch:
         batch["codes"] = torch.from_numpy(_pad([s.codes for s in samples], np.int64))
     if all(s.cond_mels is not None for s in samples):
         batch["cond_mels"] = torch.from_numpy(_pad([s.cond_mels for s in samples], np.float32))
+    if all(s.wav is not None for s in samples):
+        width = max(1, int(cond_lengths.max())) if cond_samples is None else cond_samples
+        batch["wav"] = torch.from_numpy(_pad([s.wav for s in samples], np.float32)[:, None])
+        batch["cond"] = torch.from_numpy(_pad([s.cond for s in samples], np.float32, width)[:, None])
+    elif "codes" not in batch or "cond_mels" not in batch:  # a bug: the step would have no audio input
+        raise ValueError(f"batch {batch['ids']}: samples without a waveform need precomputed codes and prompt mels")
     return batch

@@ -23,7 +23,7 @@ class Reason(str, Enum):
     """Why a row was dropped. Checks run in this order; a row counts under the first it fails."""
 
     EMPTY_TEXT = "empty_text"
-    TEXT_ERROR = "text_error"  # the text encoder raised (the front-end is meant to raise nothing)
+    TEXT_ERROR = "text_error"  # bytes that are not UTF-8, or the text encoder raised (it is meant to raise nothing)
     UNKNOWN_TOKEN = "unknown_token"
     TEXT_TOO_LONG = "text_too_long"
     DECODE_ERROR = "decode_error"
@@ -36,7 +36,7 @@ class Reason(str, Enum):
 # What to change when a reason dominates (used in the "everything was filtered" error).
 ADVICE = {
     Reason.EMPTY_TEXT: "check data.text_column",
-    Reason.TEXT_ERROR: "the text encoder raised; see the logged rows",
+    Reason.TEXT_ERROR: "the text is not UTF-8 or the text encoder raised; see the logged rows",
     Reason.UNKNOWN_TOKEN: "the vocabulary lacks characters of the text: extend it (amh.vocab) or enable the front-end",
     Reason.TEXT_TOO_LONG: "raise data.max_text_tokens or split long utterances",
     Reason.DECODE_ERROR: "check data.audio_column and that the files are audio",
@@ -59,9 +59,17 @@ class Rejected(Exception):
         return Rejected, (self.reason, self.detail)
 
 
+# What a source puts where its file held bytes that are not UTF-8 (amh.data.sources reads "ready"
+# CSVs row by row with it); no Amharic text needs it, and as a token it would only be [UNK].
+REPLACEMENT_CHAR = "\ufffd"
+
+
 def check_text(text: object) -> str:
     if not isinstance(text, str) or not text.strip():
         raise Rejected(Reason.EMPTY_TEXT, f"text is {text!r}")
+    if REPLACEMENT_CHAR in text:
+        raise Rejected(Reason.TEXT_ERROR, f"the text holds bytes that are not UTF-8 (shown as U+FFFD) in {text[:40]!r}; "
+                                          "re-save the file as UTF-8")
     return text
 
 
@@ -78,14 +86,20 @@ def check_audio(wav: np.ndarray, cfg: DataConfig) -> None:
     """Checks on the decoded, resampled, not yet clipped waveform (clipping would hide inf)."""
     if not np.isfinite(wav).all():
         raise Rejected(Reason.NON_FINITE, f"{int((~np.isfinite(wav)).sum())} non-finite samples")
-    seconds = len(wav) / cfg.sample_rate
+    check_length(len(wav), cfg)
+    rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64))))
+    if rms < cfg.min_rms:
+        raise Rejected(Reason.SILENCE, f"RMS {rms:.2e} < data.min_rms={cfg.min_rms}")
+
+
+def check_length(n_samples: int, cfg: DataConfig) -> None:
+    """The duration checks alone: what a prepared row (precomputed codes) is still checked for
+    without decoding its audio (it passed the non-finite and silence checks when it was prepared)."""
+    seconds = n_samples / cfg.sample_rate
     if seconds < cfg.min_audio_seconds:
         raise Rejected(Reason.TOO_SHORT, f"{seconds:.2f} s < data.min_audio_seconds={cfg.min_audio_seconds}")
     if seconds > cfg.max_audio_seconds:
         raise Rejected(Reason.TOO_LONG, f"{seconds:.2f} s > data.max_audio_seconds={cfg.max_audio_seconds}")
-    rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64))))
-    if rms < cfg.min_rms:
-        raise Rejected(Reason.SILENCE, f"RMS {rms:.2e} < data.min_rms={cfg.min_rms}")
 
 
 @dataclass

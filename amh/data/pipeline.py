@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import pickle
+import tempfile
 from collections import deque
 from collections.abc import Iterator
 from typing import Literal
@@ -44,6 +47,9 @@ logger = logging.getLogger(__name__)
 # keeps every world_size-th one (balanced, but each rank reads everything).
 MIN_SHARDS_PER_RANK = 32
 STATE_VERSION = 1
+# Batches each worker keeps ready (DataLoader's default is 2): a bucketed batch of long clips takes
+# a worker longer to decode than a fast GPU takes to step it.
+PREFETCH_FACTOR = 4
 _gloo_groups: dict[int, object] = {}  # one CPU group per world size: new_group is a collective
 
 
@@ -52,19 +58,33 @@ class DataError(RuntimeError):
 
 
 class _RankBatches(IterableDataset):
-    """This rank's batches. In a DataLoader worker, `datasets` restricts `rows` to the worker's shards."""
+    """This rank's batches. In a DataLoader worker, `datasets` restricts `rows` to the worker's shards.
+
+    Persistent workers keep the copy of this object they were started with, so the Loader hands
+    each pass's epoch and resume positions to them through `pass_file` (a pickle it writes before
+    every pass), not through attributes.
+    """
 
     def __init__(self, rows, maker: SampleMaker, spec: StreamSpec):
         self.rows, self.maker, self.spec = rows, maker, spec
         self.epoch = 0
         self.resume: dict[int, dict] = {}  # worker -> position, set by the Loader before each pass
+        self.pass_file: str | None = None
 
     def __iter__(self) -> Iterator[tuple[int, Batch | None, dict]]:
         info = get_worker_info()
         worker = info.id if info is not None else 0
-        self.rows.set_epoch(reader_epoch(self.spec.seed, self.epoch, self.spec.training))
-        for batch, state in worker_batches(self.rows, self.maker, self.spec, worker=worker, epoch=self.epoch,
-                                           resume=self.resume.get(worker)):
+        epoch, resume, rows = self.epoch, self.resume, self.rows
+        if info is not None and self.pass_file is not None:
+            with open(self.pass_file, "rb") as f:
+                epoch, resume = pickle.load(f)
+            # A persistent worker runs many passes on one copy of `rows`; a resumed pass's reader
+            # state must not reach the next pass (without this copy the pass after a resumed one
+            # read other rows: tests/test_data_pipeline.py's exact-resume test with workers).
+            rows = copy.deepcopy(rows)
+        rows.set_epoch(reader_epoch(self.spec.seed, epoch, self.spec.training))
+        for batch, state in worker_batches(rows, self.maker, self.spec, worker=worker, epoch=epoch,
+                                           resume=resume.get(worker)):
             yield worker, batch, state
 
 
@@ -90,6 +110,9 @@ class Loader:
         self._stats_done = FilterStats()  # passes that ended
         self._padding = [0, 0]  # real, padded audio samples over every batch handed out
         self._logged: set[str] = set()  # skipped-row messages already logged (once per run, not per epoch)
+        self._loader: DataLoader | None = None  # built on the first pass, see _data_loader
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._pass_file = ""
 
     # ---- position --------------------------------------------------------------------------
     @property
@@ -167,12 +190,11 @@ class Loader:
         self._dataset.epoch = self._epoch
         self._dataset.resume = copy.deepcopy(self._positions)
         n = max(1, self.num_workers)
-        # An own generator: a DataLoader without one draws its base seed from the global torch RNG,
-        # which would shift the model's dropout masks whenever a loader starts (breaking exact resume).
-        loader = DataLoader(self._dataset, batch_size=None, num_workers=self.num_workers,
-                            pin_memory=torch.cuda.is_available(), persistent_workers=False,
-                            generator=torch.Generator().manual_seed(self._dataset.spec.seed + self._epoch))
-        incoming = iter(loader)
+        data_loader = self._data_loader()
+        if self.num_workers:
+            with open(self._pass_file, "wb") as f:  # read by each worker when this pass starts
+                pickle.dump((self._epoch, self._dataset.resume), f)
+        incoming = iter(data_loader)
         queues: dict[int, deque] = {w: deque() for w in range(n)}
         alive = [w for w in range(n) if not self._positions.get(w, {}).get("done")]
         handed_out, stopped_early = 0, False
@@ -192,13 +214,15 @@ class Loader:
                     alive.remove(w)
                     continue
                 self._padding[0] += batch["n_audio_samples"]
-                self._padding[1] += batch["wav"].shape[0] * batch["wav"].shape[-1]
+                self._padding[1] += int(batch["wav_lengths"].shape[0]) * int(batch["wav_lengths"].max())
                 handed_out += 1
                 yield batch
             else:
                 self._all_ranks_have_a_batch(False)
         finally:
-            del incoming  # stops the workers
+            # Without workers this closes the stream; persistent workers stay up for the next pass
+            # (which discards what they prefetched for this one).
+            del incoming
         if stopped_early:
             logger.info("rank %d: epoch %d ends with another rank (%d batches handed out, the rest skipped)",
                         self.rank, self._epoch, handed_out)
@@ -207,6 +231,30 @@ class Loader:
         self._epoch += 1
         if fresh and handed_out == 0:
             self._raise_empty()
+
+    def _data_loader(self) -> DataLoader:
+        """One DataLoader for the Loader's life: with workers, they persist across passes (no
+        re-fork and re-open of the source per epoch or eval) and each keeps PREFETCH_FACTOR batches
+        ready. An own generator: a DataLoader without one draws its base seed from the global torch
+        RNG, which would shift the model's dropout masks whenever a loader starts (breaking exact
+        resume); the stream draws nothing from the workers' seeds."""
+        if self._loader is None:
+            workers = self.num_workers
+            if workers:
+                self._tmp = tempfile.TemporaryDirectory(prefix="amh_loader.")
+                self._pass_file = self._dataset.pass_file = os.path.join(self._tmp.name, "pass.pkl")
+            self._loader = DataLoader(self._dataset, batch_size=None, num_workers=workers,
+                                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+                                      prefetch_factor=PREFETCH_FACTOR if workers else None,
+                                      generator=torch.Generator().manual_seed(self._dataset.spec.seed))
+        return self._loader
+
+    def close(self) -> None:
+        """Stop the persistent workers now (they also stop when the Loader is garbage-collected)."""
+        self._loader = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
     def _log_new_rejections(self, worker: int, state: dict) -> None:
         for message in state["stats"]["messages"]:
@@ -267,7 +315,9 @@ def build_loader(data_cfg: DataConfig, *, split: Literal["train", "eval"], batch
                    source, rows.num_shards, rank, rows.num_shards, num_workers)
         num_workers = rows.num_shards
     spec = StreamSpec(data=data_cfg, split=split, batch_size=batch_size, seed=seed, rank=rank, training=training)
-    maker = SampleMaker(data_cfg, text_encoder, seed=seed, training=training)
+    # Training batches of prepared data carry no waveform (the step reads codes and prompt mels);
+    # eval batches keep theirs: train.py takes a voice reference for the test sentences from them.
+    maker = SampleMaker(data_cfg, text_encoder, seed=seed, training=training, keep_audio=not training)
     return Loader(_RankBatches(rows, maker, spec), num_workers=num_workers, source=source, rank=rank,
                   world_size=world_size, epoch=epoch, group=_rank_group(world_size))
 

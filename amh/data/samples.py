@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from amh.config import DataConfig
-from amh.data.audio import AudioDecodeError, load_audio
+from amh.data.audio import AudioDecodeError, audio_length, load_audio
 from amh.data.conditioning import NO_SPAN, pick_reference, prompt_span
-from amh.data.filters import Reason, Rejected, check_audio, check_text, check_tokens
+from amh.data.filters import Reason, Rejected, check_audio, check_length, check_text, check_tokens
 
 TextEncoder = Callable[[str], list[int]]
 
@@ -25,15 +25,20 @@ class Sample:
     id: str
     speaker: str
     text_ids: np.ndarray  # int64, no [START]/[STOP]
-    wav: np.ndarray  # float32 in [-1, 1] at data.sample_rate
-    cond: np.ndarray  # float32 conditioning clip
+    wav: np.ndarray | None  # float32 in [-1, 1] at data.sample_rate; None when codes and prompt mel are precomputed
+    cond: np.ndarray | None  # float32 conditioning clip; None likewise
     cond_span: tuple[int, int]  # [start, end) of `cond` inside `wav`, or (-1, -1)
     codes: np.ndarray | None = None  # precomputed DVAE codes (prepare_dataset --codes-from)
     cond_mels: np.ndarray | None = None  # precomputed (80, frames) conditioning mel
+    length: int | None = None  # samples of the clip when `wav` is None (read from the file's header)
 
     @property
     def n_samples(self) -> int:
-        return len(self.wav)
+        return len(self.wav) if self.wav is not None else self.length
+
+    @property
+    def n_cond(self) -> int:
+        return len(self.cond) if self.cond is not None else self.cond_span[1] - self.cond_span[0]
 
 
 def stable_hash(*parts: object) -> int:
@@ -45,11 +50,15 @@ def stable_hash(*parts: object) -> int:
 class SampleMaker:
     """Text -> token ids, audio -> mono float32 at the training rate, the checks, the prompt."""
 
-    def __init__(self, cfg: DataConfig, text_encoder: TextEncoder, *, seed: int, training: bool):
+    def __init__(self, cfg: DataConfig, text_encoder: TextEncoder, *, seed: int, training: bool,
+                 keep_audio: bool = True):
         self.cfg = cfg
         self.text_encoder = text_encoder
         self.seed = seed
         self.training = training
+        # False: a prepared row whose codes and prompt mel are both precomputed is not decoded
+        # (nothing downstream reads its waveform); its length comes from the file's header.
+        self.keep_audio = keep_audio
         self.min_cond = round(cfg.min_conditioning_seconds * cfg.sample_rate)
         self.max_cond = round(cfg.max_conditioning_seconds * cfg.sample_rate)
 
@@ -80,6 +89,11 @@ class SampleMaker:
     def __call__(self, row: dict, *, epoch: int, references: Sequence[dict] = ()) -> Sample:
         """Raises Rejected. `references`: other rows of the same speaker (for same_speaker prompts)."""
         text_ids = self.text_ids(row)
+        if not self.keep_audio and not self.needs_references and all(
+                row.get(k) is not None for k in ("codes", "cond_mels", "cond_start")):
+            sample = self._precomputed(row, text_ids)
+            if sample is not None:
+                return sample
         wav = self.waveform(row)
         rng = self.rng(row["id"], epoch)
         codes = np.asarray(row["codes"], dtype=np.int64) if row.get("codes") is not None else None
@@ -94,6 +108,20 @@ class SampleMaker:
             start, end = prompt_span(len(wav), self.min_cond, self.max_cond, rng)
         sample.cond, sample.cond_span = wav[start:end], (start, end)
         return sample
+
+    def _precomputed(self, row: dict, text_ids: np.ndarray) -> Sample | None:
+        """The sample of a prepared row without its audio; None when the file's rate is not the
+        training rate (then only decoding and resampling give its length)."""
+        try:
+            length = audio_length(row.get("audio"), self.cfg.sample_rate)
+        except AudioDecodeError as err:
+            raise Rejected(Reason.DECODE_ERROR, str(err)) from None
+        if length is None:
+            return None
+        check_length(length, self.cfg)
+        return Sample(row["id"], row["speaker"], text_ids, None, None, (int(row["cond_start"]), int(row["cond_end"])),
+                      np.asarray(row["codes"], dtype=np.int64), np.asarray(row["cond_mels"], dtype=np.float32).T,
+                      length=length)
 
     def _prompt_from_reference(self, sample: Sample, references: Sequence[dict], rng) -> bool:
         ref = pick_reference(references, rng)

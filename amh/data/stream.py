@@ -51,6 +51,11 @@ class StreamSpec:
         return None if seconds is None else round(seconds * self.data.sample_rate)
 
     @property
+    def cond_samples(self) -> int:
+        """Every prompt is zero-padded to this many samples (upstream's convention; see `collate`)."""
+        return round(self.data.max_conditioning_seconds * self.data.sample_rate)
+
+    @property
     def bucketing(self) -> bool:
         return self.data.bucket_buffer > 0
 
@@ -150,7 +155,7 @@ def worker_batches(
         while True:
             while pending:
                 batch = pending.pop(0)
-                yield collate([s for _, s in batch]), {
+                yield collate([s for _, s in batch], cond_samples=spec.cond_samples), {
                     "worker": worker, "epoch": epoch, "done": False,
                     "block": block_idx, "reader": reader_state, "cursor": cursor, "window": window,
                     "pending": [[i for i, _ in b] for b in pending], "carry": [i for i, _ in carry],
