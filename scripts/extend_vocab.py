@@ -2,6 +2,7 @@
 """Extend an XTTS vocab.json for Amharic (modes chars, bpe, ipa) without moving any existing id; print the report.
 
     python scripts/extend_vocab.py --base-vocab XTTS/vocab.json --corpus ready/metadata_train.csv --out vocab_am.json
+    python scripts/extend_vocab.py --release coqui/XTTS-v2 --corpus ready/metadata_train.csv --out vocab_am.json
     python scripts/extend_vocab.py --base-vocab XTTS/vocab.json --corpus corpus.txt --out vocab_am.json --mode bpe --bpe-size 2000
     python scripts/extend_vocab.py --base-vocab XTTS/vocab.json --corpus parquet/train --out vocab_ipa.json --mode ipa --g2p hybrid
 """
@@ -50,9 +51,37 @@ def read_corpus(path: Path, text_column: str = "text") -> list[str]:
         return [line.strip() for line in [first, *f] if line.strip()]
 
 
+def resolve_base_vocab(base: str, revision: str | None = None) -> Path:
+    """A vocab.json path, a release folder's vocab.json, or a Hub release's vocab.json (downloaded alone:
+    extending the vocab needs 2 MB of the release, not its 1.8 GB model; training downloads the rest)."""
+    path = Path(base).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        if not (path / "vocab.json").is_file():
+            raise FileNotFoundError(f"--base-vocab {base}: a folder without vocab.json (an XTTS release holds one)")
+        return path / "vocab.json"
+    if base.count("/") == 1 and not base.startswith((".", "/", "~")):
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                            RevisionNotFoundError)
+
+        try:
+            return Path(hf_hub_download(repo_id=base, filename="vocab.json", revision=revision))
+        except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError, LocalEntryNotFoundError) as err:
+            raise FileNotFoundError(f"--base-vocab {base}: no vocab.json from the Hub ({type(err).__name__}: "
+                                    f"{str(err).splitlines()[0]}); check the repo id, --revision and the network, "
+                                    "or pass a local vocab.json") from None
+    raise FileNotFoundError(f"--base-vocab {base}: neither a vocab.json, a release folder, nor a Hub repo id "
+                            "like coqui/XTTS-v2")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base-vocab", required=True, type=Path, help="the release's vocab.json")
+    parser.add_argument("--base-vocab", "--release", dest="base_vocab", required=True,
+                        help="the release's vocab.json, a release folder, or a Hub repo id such as coqui/XTTS-v2 "
+                             "(only its vocab.json is downloaded)")
+    parser.add_argument("--revision", help="Hub revision (branch, tag or commit) when --base-vocab is a repo id")
     parser.add_argument("--corpus", required=True, type=Path, nargs="+",
                         help="one or more text files, metadata CSVs (audio_file|text|speaker_name) or parquet folders "
                              "(give train and eval, so that no eval text meets an unknown character)")
@@ -72,7 +101,12 @@ def main(argv=None) -> int:
     elif args.mode == "ipa" and settings["g2p"] is None:
         settings["g2p"] = "hybrid"
     texts = [line for corpus in args.corpus for line in read_corpus(corpus, args.text_column)]
-    report = extend_vocab(args.base_vocab, texts, args.out, mode=args.mode,
+    try:
+        base_vocab = resolve_base_vocab(args.base_vocab, revision=args.revision)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    report = extend_vocab(base_vocab, texts, args.out, mode=args.mode,
                           frontend=FrontendSettings.from_dict(settings), bpe_size=args.bpe_size)
     print(report)
     return 0

@@ -2,8 +2,10 @@
 
 `OUT/model.pth` = {"config": dict, "model": gpt.* (fine-tuned) + hifigan_decoder.* and mel_stats
 (from the base release)}, `config.json` (architecture unchanged, `languages` gains the new code),
-the extended `vocab.json`, and `frontend.json` (the text front-end settings used in training, so
-inference applies the same text processing). Written to a temp folder and renamed, like checkpoints.
+the extended `vocab.json`, `frontend.json` (the text front-end settings used in training, so
+inference applies the same text processing) and, when given, `training_summary.json` (base model,
+data, steps, eval losses: what scripts/publish.py puts on the model card). Written to a temp folder
+and renamed, like checkpoints.
 """
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ import torch
 
 from amh.xtts.release import load_checkpoint_state
 
+TRAINING_SUMMARY = "training_summary.json"
+
 
 def export_model(*, release_dir: Path, vocab: Path, gpt_state: dict[str, torch.Tensor], frontend_settings,
-                 language: str, out_dir: Path) -> Path:
+                 language: str, out_dir: Path, training: dict | None = None) -> Path:
     from amh.xtts.language import save_frontend_settings
 
     out_dir = Path(out_dir)
@@ -47,6 +51,8 @@ def export_model(*, release_dir: Path, vocab: Path, gpt_state: dict[str, torch.T
     (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
     shutil.copyfile(vocab, tmp / "vocab.json")
     save_frontend_settings(frontend_settings, tmp / "frontend.json")
+    if training is not None:
+        (tmp / TRAINING_SUMMARY).write_text(json.dumps(training, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
