@@ -23,6 +23,15 @@ class LossOutput:
     mel: torch.Tensor  # unweighted mel CE, batch mean
     text_per_sample: torch.Tensor  # (B,)
     mel_per_sample: torch.Tensor  # (B,)
+    total_per_sample: torch.Tensor  # (B,) weighted: what a sample contributes to an update
+
+    def window_sum(self) -> torch.Tensor:
+        """The micro-batch's share of an update's objective: the sum of its samples' weighted losses.
+
+        The trainer divides it by the samples of the whole accumulation window on all ranks
+        (`amh.step.window_scale`), so that every sample weighs the same however the window is split.
+        """
+        return self.total_per_sample.sum()
 
 
 def prompt_code_mask(cond_idxs: torch.Tensor, length: int, samples_per_code: int) -> torch.Tensor:
@@ -51,10 +60,12 @@ def xtts_loss(text_logits: torch.Tensor, text_targets: torch.Tensor, mel_logits:
               mel_targets: torch.Tensor, *, text_weight: float, mel_weight: float) -> LossOutput:
     text = masked_mean_ce(text_logits, text_targets)
     mel = masked_mean_ce(mel_logits, mel_targets)
+    per_sample = text_weight * text + mel_weight * mel
     return LossOutput(
-        total=text_weight * text.mean() + mel_weight * mel.mean(),
+        total=per_sample.mean(),
         text=text.mean(),
         mel=mel.mean(),
         text_per_sample=text,
         mel_per_sample=mel,
+        total_per_sample=per_sample,
     )

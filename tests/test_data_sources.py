@@ -110,3 +110,54 @@ def test_held_out_split_is_deterministic_and_per_speaker():
         share = sum(r["speaker"] == f"s{s}" for r in held) / 1000
         assert 0.07 < share < 0.13
     assert all(in_split(r, "train", DataConfig(source="parquet", path="x")) for r in rows[:10])
+
+
+def _ready_copy(tmp_path: Path, demo_corpus: Path, body: bytes) -> Path:
+    root = tmp_path / "ready"
+    root.mkdir()
+    (root / "wavs").symlink_to(demo_corpus / "ready" / "wavs")
+    (root / "metadata_train.csv").write_bytes(body)
+    return root
+
+
+def test_a_byte_that_is_not_utf8_drops_only_its_row_and_names_the_line(tmp_path, demo_corpus, caplog):
+    """One bad byte used to raise UnicodeDecodeError for the whole file, with no file or line."""
+    from amh.data import build_loader
+    from test_data_corpus import CharEncoder
+
+    lines = (demo_corpus / "ready" / "metadata_train.csv").read_bytes().splitlines(keepends=True)
+    audio, text, speaker = lines[5].decode("utf-8").rstrip("\n").split("|")
+    lines[5] = f"{audio}|".encode() + text.encode("utf-8")[:4] + b"\xff\xfe" + text.encode("utf-8")[4:] + \
+        f"|{speaker}\n".encode()  # line 6 of the file
+    root = _ready_copy(tmp_path, demo_corpus, b"".join(lines))
+    cfg = DataConfig(source="ready", path=str(root), num_workers=0, shuffle_buffer=8, bucket_buffer=0)
+    with caplog.at_level(logging.WARNING):
+        rows = rows_of(cfg)
+    assert len(rows) == len(lines) - 1  # every row is still there, the bad one marked
+    bad = [r for r in rows if "\ufffd" in r["text"]]
+    assert [r["id"] for r in bad] == [f"metadata_train.csv line 6: {audio}"]
+    assert "1 line(s) hold bytes that are not UTF-8 (first: line 6)" in caplog.text
+    from amh.fixtures.demo_corpus import load_sentences
+
+    loader = build_loader(cfg, split="train", batch_size=4, text_encoder=CharEncoder("".join(load_sentences())),
+                          rank=0, world_size=1, seed=0)
+    ids = [i for b in loader for i in b["ids"]]
+    stats = loader.filter_stats()
+    assert stats.counts["text_error"] == 1 and stats.examples["text_error"] == [f"metadata_train.csv line 6: {audio}"]
+    assert audio not in ids and len(ids) == stats.kept == len(lines) - 2
+    assert any("line 6" in m and "not UTF-8" in m for m in stats.messages)
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_ready_csv_with_another_delimiter_is_named(tmp_path, demo_corpus, delimiter):
+    body = (demo_corpus / "ready" / "metadata_train.csv").read_text(encoding="utf-8").replace("|", delimiter)
+    root = _ready_copy(tmp_path, demo_corpus, body.encode("utf-8"))
+    with pytest.raises(SourceError) as err:
+        open_rows(DataConfig(source="ready", path=str(root)), "train")
+    assert str(err.value) == (f"{root / 'metadata_train.csv'}: expected '|'-separated columns "
+                              f"audio_file|text|speaker_name, found {delimiter!r}")
+
+
+def test_missing_ready_folder_names_data_path(tmp_path):
+    with pytest.raises(SourceError, match=r"^data.path='.*nope': not a directory \(data.source=ready"):
+        open_rows(DataConfig(source="ready", path=str(tmp_path / "nope")), "train")

@@ -91,3 +91,21 @@ def test_masked_mean_never_divides_by_zero():
     logits = torch.randn(2, 5, 3)
     targets = torch.full((2, 3), IGNORE)
     assert torch.equal(masked_mean_ce(logits, targets), torch.zeros(2))
+
+
+def test_eval_sums_follow_upstreams_eval_convention(gpt_module):
+    """eval/loss*: no prompt mask and token means over the batch, as GPTTrainer.eval_step computes them
+    (cond_idxs=None); eval/objective*: the training objective (prompt masked, per-sample means)."""
+    for size in (1, 3):
+        batch = _batch(size)
+        text, text_lengths, codes, wav_lengths, cond_mels = batch
+        cond_idxs = torch.tensor([[0, 3000], [-1, -1], [5000, 12000]][:size])
+        sums = gpt_module.eval_sums(*batch, cond_idxs)
+        up_text, up_mel, _ = gpt_module.gpt(text, text_lengths, codes, wav_lengths, cond_mels=cond_mels[:, None],
+                                             cond_idxs=None, cond_lens=None)
+        torch.testing.assert_close(sums[0] / sums[1], up_text, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(sums[2] / sums[3], up_mel, rtol=1e-5, atol=1e-5)
+        masked = gpt_module(*batch, cond_idxs)
+        assert sums[6].item() == size
+        torch.testing.assert_close(sums[4] / size, masked.text, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(sums[5] / size, masked.mel, rtol=1e-5, atol=1e-5)

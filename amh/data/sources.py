@@ -15,7 +15,9 @@ of `PRECOMPUTED`.
 from __future__ import annotations
 
 import csv
+import io
 import logging
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -150,6 +152,9 @@ def _shard_files(root: Path, name: str) -> list[str]:
 
 def _open_ready(cfg: DataConfig, name: str) -> datasets.IterableDataset:
     root = Path(cfg.path)
+    if not root.is_dir():
+        raise SourceError(f"data.path={cfg.path!r}: not a directory (data.source=ready needs a folder with "
+                          "metadata_train.csv, metadata_eval.csv and the wavs)")
     meta = root / f"metadata_{name}.csv"
     if not meta.is_file():
         have = sorted(p.name for p in root.glob("metadata_*.csv")) if root.is_dir() else []
@@ -166,34 +171,63 @@ def _open_ready(cfg: DataConfig, name: str) -> datasets.IterableDataset:
                                                    gen_kwargs={"chunks": chunks, "root": str(root)})
 
 
-def _read_ready_csv(meta: Path) -> list[tuple[str, str, str]]:
-    with meta.open(encoding="utf-8", newline="") as f:
-        lines = list(csv.reader(f, delimiter="|"))
-    if not lines:
+def _read_ready_csv(meta: Path) -> list[tuple[str, str, str, str]]:
+    """The (audio_file, text, speaker_name, row id) rows, decoded row by row.
+
+    The file is decoded with "surrogateescape", so one byte that is not UTF-8 spoils only its own
+    row: that row's fields get U+FFFD in its place (the text check rejects it as `text_error`) and
+    its id names the line, so the skip message says where to look. The rest of the file trains.
+    """
+    text = meta.read_bytes().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="|")
+    records = [(reader.line_num, fields) for fields in reader]
+    records = [(n, fields) for n, fields in records if any(x.strip() for x in fields)]
+    if not records:
         return []
-    header = [h.strip() for h in lines[0]]
+    _check_delimiter(meta, records[0][1])
+    header = [h.strip() for h in records[0][1]]
     if "audio_file" in header and "text" in header:
         cols = [header.index(c) if c in header else None for c in READY_COLUMNS]
-        lines = lines[1:]
+        records = records[1:]
     else:  # headerless: audio_file|text|speaker_name
         cols = [0, 1, 2]
-    out = []
-    for n, line in enumerate(lines, start=2 if cols != [0, 1, 2] else 1):
-        if not line or not any(x.strip() for x in line):
-            continue
-        get = [line[c] if c is not None and c < len(line) else "" for c in cols]
+    out, undecodable = [], []
+    for n, fields in records:
+        get = [fields[c] if c is not None and c < len(fields) else "" for c in cols]
+        row_id = None
+        if any(_NOT_UTF8.search(x) for x in get):
+            undecodable.append(n)
+            get = [_NOT_UTF8.sub("\ufffd", x) for x in get]
+            row_id = f"{meta.name} line {n}: {get[0]}"
         if not get[0]:
             logger.warning("%s line %d: no audio_file; skipped", meta, n)
             continue
-        out.append((get[0], get[1], get[2]))
+        out.append((get[0], get[1], get[2], row_id or get[0]))
+    if undecodable:
+        logger.warning("%s: %d line(s) hold bytes that are not UTF-8 (first: line %d); those rows are skipped as "
+                       "text_error, the rest trains. Re-save the file as UTF-8 to keep them.",
+                       meta, len(undecodable), undecodable[0])
     return out
 
 
-def _ready_rows(chunks: list[list[tuple[str, str, str]]], root: str):
+# Lone surrogates are where "surrogateescape" kept a byte that is not UTF-8.
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def _check_delimiter(meta: Path, first: list[str]) -> None:
+    """A "ready" CSV is '|'-separated; a first line with one column is another format, not bad rows."""
+    if len(first) > 1:
+        return
+    found = next((d for d in (",", "\t", ";") if d in first[0]), None)
+    what = f"found {found!r}" if found else f"found one column ({first[0][:60]!r})"
+    raise SourceError(f"{meta}: expected '|'-separated columns audio_file|text|speaker_name, {what}")
+
+
+def _ready_rows(chunks: list[list[tuple[str, str, str, str]]], root: str):
     for chunk in chunks:
-        for audio_file, text, speaker in chunk:
+        for audio_file, text, speaker, row_id in chunk:
             path = str(Path(root) / audio_file)
-            yield {"audio": {"bytes": None, "path": path}, "text": text, "speaker": speaker, ID_COLUMN: audio_file}
+            yield {"audio": {"bytes": None, "path": path}, "text": text, "speaker": speaker, ID_COLUMN: row_id}
 
 
 def _select_columns(ds: datasets.IterableDataset, cfg: DataConfig) -> datasets.IterableDataset:

@@ -67,6 +67,30 @@ class XttsGptForTraining(nn.Module):
         assert text_logits.shape[0] == batch
         return text_logits, text_tgt, mel_logits, mel_tgt
 
+    @torch.no_grad()
+    def eval_sums(self, text, text_lengths, codes, wav_lengths, cond_mels, cond_idxs) -> torch.Tensor:
+        """Sums for the two eval reports of one batch, as a (7,) fp32 tensor to all-reduce and add up:
+
+        [0:4] upstream's convention (GPTTrainer.eval_step passes cond_idxs=None, so nothing is masked,
+        and F.cross_entropy averages over tokens): text CE sum, text targets, mel CE sum, mel targets;
+        [4:7] our training objective (prompt span masked, per-sample means): sums over the batch of
+        the per-sample text CE and mel CE, and the number of samples.
+        """
+        unmasked = torch.full_like(cond_idxs, -1)
+        text_logits, text_tgt, mel_logits, mel_tgt = self.logits_and_targets(
+            text, text_lengths, codes, wav_lengths, cond_mels, unmasked)
+        g = self.gpt
+        prompt = prompt_code_mask(cond_idxs, mel_tgt.shape[1], g.code_stride_len) & (mel_tgt != g.stop_audio_token)
+        masked = xtts_loss(text_logits, text_tgt, mel_logits, mel_tgt.masked_fill(prompt, IGNORE),
+                           text_weight=self.text_weight, mel_weight=self.mel_weight)
+        sums = []
+        for logits, tgt in ((text_logits, text_tgt), (mel_logits, mel_tgt)):
+            ce = F.cross_entropy(logits.float(), tgt.clamp_min(0), reduction="none")
+            valid = tgt != IGNORE
+            sums += [(ce * valid).sum(), valid.sum().float()]
+        return torch.stack(sums + [masked.text_per_sample.sum(), masked.mel_per_sample.sum(),
+                                   torch.tensor(float(text.shape[0]), device=text.device)])
+
     def forward(self, text, text_lengths, codes, wav_lengths, cond_mels, cond_idxs) -> LossOutput:
         text_logits, text_tgt, mel_logits, mel_tgt = self.logits_and_targets(
             text, text_lengths, codes, wav_lengths, cond_mels, cond_idxs)

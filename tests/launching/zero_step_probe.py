@@ -1,12 +1,13 @@
 """train.py's optimizer step on a toy model, launched by tests/test_distributed.py in every launch mode.
 
     accelerate launch [--multi_gpu | --use_deepspeed --deepspeed_config_file F] --num_processes N \
-        tests/launching/zero_step_probe.py --out DIR [--global-batch 4] [--steps 4] [--accum 1] ...
+        tests/launching/zero_step_probe.py --out DIR [--global-batch 4] [--steps 4] [--accum 1] [--split 3,1] ...
 
 The Accelerator comes from amh.distributed.launch_mode, the optimizer from amh.optim, the step from
 GroupClipper + NanGuard (DDP / one process) or amh.deepspeed_step.ZeroStep (DeepSpeed), exactly as in
-train.py. Every step's global batch is fixed by the step number and split across the ranks, so all
-modes see the same data. Rank 0 writes DIR/result.json: per step the loss, the per-group pre-clip
+train.py. Every step's samples (global batch x accumulation) are fixed by the step number and cut
+into chunks, one per (rank, micro-batch): equal chunks, or the sizes given by --split; weighted as
+train.py weighs them (amh.step.window_scale), every split of the same samples is the same update. Rank 0 writes DIR/result.json: per step the loss, the per-group pre-clip
 norms and whether the step was taken, and the final weights (DeepSpeed's fp32 master copy).
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ from amh.distributed import launch_mode
 from amh.nan_guard import NanGuard
 from amh.optim import build_optimizer
 from amh.precision import Precision
-from amh.step import optimizer_step
+from amh.step import optimizer_step, window_scale
 
 VOCAB, WIDTH, LENGTH = 50, 16, 8
 
@@ -44,7 +45,7 @@ class Toy(nn.Module):
     def forward(self, ids):
         logits = self.text_head(self.body(self.text_embedding(ids[:, :-1]))).float()
         per_sample = nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none").mean(1)
-        return 10.0 * per_sample.mean()  # x10: gradients large enough that both groups clip
+        return 10.0 * per_sample  # x10: gradients large enough that both groups clip
 
 
 def global_batch(step: int, micro: int, size: int) -> torch.Tensor:
@@ -59,6 +60,9 @@ def main() -> None:
     parser.add_argument("--accum", type=int, default=1)
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--poison-step", type=int, default=-1, help="make the last rank's loss NaN at this step")
+    parser.add_argument("--split", default=None,
+                        help="comma-separated sizes of the global batch's chunks, chunk i to rank i // accum, "
+                             "micro-batch i % accum (default: equal chunks)")
     args = parser.parse_args()
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -83,24 +87,37 @@ def main() -> None:
         zero = ZeroStep(model, cfg.train.clip_groups, guard, precision)
         precision = zero
 
-    rank, b = accelerator.process_index, cfg.train.batch_size
+    rank, world = accelerator.process_index, accelerator.num_processes
+    total = args.global_batch * args.accum  # samples per optimizer step, over all ranks
+    sizes = [int(x) for x in args.split.split(",")] if args.split else [args.global_batch // world] * (world * args.accum)
+    assert len(sizes) == world * args.accum and sum(sizes) == total, sizes
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    mine = [(offsets[i], sizes[i]) for i in range(rank * args.accum, (rank + 1) * args.accum)]
     steps = []
     for step in range(args.steps):
         losses = []
-        for micro in range(args.accum):
+        # The whole global batch is drawn once per step and cut into this rank's chunks; the window's
+        # weight is train.py's: every sample of the window, on every rank, weighs the same.
+        everything = global_batch(step, 0, total)
+        scale = window_scale([n for _, n in mine], accelerator)
+        for start, n in mine:
             with accelerator.accumulate(model):
-                ids = global_batch(step, micro, args.global_batch)[rank * b:(rank + 1) * b].to(accelerator.device)
+                ids = everything[start:start + n].to(accelerator.device)
                 with precision.autocast():
-                    loss = model(ids)
+                    per_sample = model(ids)
                 if step == args.poison_step and rank == accelerator.num_processes - 1:
-                    loss = loss * float("nan")
-                accelerator.backward(precision.scale(loss))
-            losses.append(accelerator.reduce(loss.detach().float(), reduction="mean").item())
+                    per_sample = per_sample * float("nan")
+                accelerator.backward(precision.scale(per_sample.sum() * scale))
+                loss = per_sample.mean()
+            losses.append(accelerator.reduce(torch.stack([per_sample.detach().float().sum(),
+                                                          torch.tensor(float(n), device=accelerator.device)]),
+                                             reduction="sum"))
         if zero is not None:
             stepped, norms = zero.stepped, zero.norms
         else:
             stepped, norms = optimizer_step(optimizer, clipper, guard, precision, loss)  # train.py's own step
-        steps.append({"loss": sum(losses) / len(losses), "stepped": stepped,
+        window = torch.stack(losses).sum(0)  # the window's mean per-sample loss, as train.py logs it
+        steps.append({"loss": (window[0] / window[1]).item(), "stepped": bool(stepped),  # a device tensor
                       "norms": {k: v.item() for k, v in norms.items()}})
 
     if zero is not None:
