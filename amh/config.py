@@ -6,6 +6,7 @@ wrong types and impossible combinations with a message that names the key and th
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -100,6 +101,10 @@ class OptimConfig:
     warmup_steps: int = 0
     # Cosine decays to lr * min_lr_ratio.
     min_lr_ratio: float = 0.1
+    # "adamw": torch's fused AdamW, fp32 state (8 bytes/parameter). "adamw8bit": bitsandbytes'
+    # block-wise 8-bit AdamW (~2 bytes/parameter; `pip install .[bnb]`), the 8/12 GB-card profile
+    # (docs/memory.md). Master weights stay fp32 either way.
+    optimizer: Literal["adamw", "adamw8bit"] = "adamw"
 
 
 @dataclass
@@ -156,6 +161,30 @@ class LogConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Does it speak? At each eval the test sentences (log.test_sentences) are spoken for a few eval
+    speakers, transcribed by an ASR model and scored (amh/eval, docs/evaluation.md)."""
+
+    # Log eval/cer, eval/wer, eval/speaker_sim, eval/rtf and labelled audio at each eval.
+    enabled: bool = False
+    # "transformers": a Hub id or local folder of a Whisper or MMS (wav2vec2 CTC) checkpoint;
+    # "pocketsphinx": its shipped US-English model (offline, English only).
+    asr_backend: Literal["transformers", "pocketsphinx"] = "transformers"
+    # facebook/mms-1b-all reads Amharic with its "amh" adapter (why not Whisper: docs/evaluation.md).
+    asr_model: str = "facebook/mms-1b-all"
+    # MMS adapter code (ISO 639-3, "amh"); for a Whisper model it is mapped to Whisper's "am".
+    asr_language: str = "amh"
+    # "resemblyzer": its pretrained encoder ships in the wheel; "transformers": an x-vector model
+    # named by speaker_model (e.g. microsoft/wavlm-base-plus-sv).
+    speaker_encoder: Literal["resemblyzer", "transformers"] = "resemblyzer"
+    speaker_model: str | None = None
+    # How many eval-set speakers read the test sentences (each with one of their clips as reference).
+    speakers: int = 2
+    # Which eval scalar selects the best checkpoint: "eval_loss" (eval/loss) or "cer" (eval/cer).
+    best_metric: Literal["eval_loss", "cer"] = "eval_loss"
+
+
+@dataclass
 class Config:
     output_dir: str = "runs/amharic"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -164,6 +193,89 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Valid ranges of the numeric fields, one line per field, checked by `validate` after the types.
+# A value outside its range would pass the type check and then train wrongly or crash much later
+# (a negative min_lr_ratio gives negative learning rates, eval_batches=0 logs an eval loss of 0.0).
+# To add one: `"section.field": Range(lo, hi)`; `lo_open`/`hi_open` exclude the bound; None
+# values (optional fields left unset) are not checked; NaN and inf are always refused; tuples are
+# checked element by element. tests/test_config.py checks every numeric field is listed here or in
+# `_UNBOUNDED`.
+
+
+@dataclass(frozen=True)
+class Range:
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        if not math.isfinite(x):  # no field of the table means anything at inf or NaN
+            return False
+        above = x > self.lo if self.lo_open else x >= self.lo
+        below = x < self.hi if self.hi_open else x <= self.hi
+        return above and below
+
+    def __str__(self) -> str:
+        if self.hi == math.inf:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+
+
+_POSITIVE, _NON_NEGATIVE, _AT_LEAST_ONE = Range(0, math.inf, lo_open=True), Range(0), Range(1)
+_FRACTION_OPEN = Range(0, 1, lo_open=True, hi_open=True)
+
+RANGES: dict[str, Range] = {
+    "model.init_std_factor": _POSITIVE,
+    "data.eval_fraction": _FRACTION_OPEN,
+    "data.sample_rate": _AT_LEAST_ONE,
+    "data.min_audio_seconds": _POSITIVE,
+    "data.max_audio_seconds": _POSITIVE,
+    "data.max_text_tokens": _AT_LEAST_ONE,
+    "data.min_conditioning_seconds": _POSITIVE,
+    "data.max_conditioning_seconds": _POSITIVE,
+    "data.shuffle_buffer": _AT_LEAST_ONE,
+    "data.bucket_buffer": _NON_NEGATIVE,  # 0: no length bucketing
+    "data.max_batch_seconds": _POSITIVE,
+    "data.num_workers": _NON_NEGATIVE,
+    "data.min_rms": _NON_NEGATIVE,
+    "optim.lr": _POSITIVE,
+    "optim.betas": Range(0, 1, hi_open=True),
+    "optim.eps": _POSITIVE,
+    "optim.weight_decay": _NON_NEGATIVE,
+    "optim.warmup_steps": _NON_NEGATIVE,
+    "optim.min_lr_ratio": Range(0, 1),
+    "train.batch_size": _AT_LEAST_ONE,
+    "train.grad_accum": _AT_LEAST_ONE,
+    "train.max_steps": _AT_LEAST_ONE,
+    "train.epochs": _AT_LEAST_ONE,
+    "train.max_consecutive_skips": _AT_LEAST_ONE,
+    "train.text_ce_weight": _NON_NEGATIVE,
+    "train.mel_ce_weight": _NON_NEGATIVE,
+    "train.log_every": _AT_LEAST_ONE,
+    "train.eval_every": _AT_LEAST_ONE,
+    "train.eval_batches": _AT_LEAST_ONE,
+    "train.save_every": _AT_LEAST_ONE,
+    "train.keep_last": _AT_LEAST_ONE,
+    "train.init_loss_scale": _POSITIVE,
+    "train.loss_scale_growth_interval": _AT_LEAST_ONE,
+    "eval.speakers": _AT_LEAST_ONE,
+}
+# Numeric fields any value of which is valid.
+_UNBOUNDED = {"train.seed"}
+
+
+def _check_ranges(cfg: Config) -> None:
+    for key, valid in RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        for v in value if isinstance(value, tuple) else (value,):
+            if v is not None and v not in valid:
+                raise ConfigError(f"{key}: must be {valid}, got {value!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,18 +288,35 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     """Read YAML `path` (if any), apply `key.sub=value` overrides, validate, return a Config."""
     raw: dict[str, Any] = {}
     if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError(f"{path}: no such config file")
         text = Path(path).read_text(encoding="utf-8")
-        raw = yaml.safe_load(text) or {}
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML{_yaml_where(err)}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form section.key=value")
-        _set_dotted(raw, key.strip(), yaml.safe_load(value))
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML{_yaml_where(err)}") from None
+        _set_dotted(raw, key.strip(), parsed)
     cfg = _build(Config, raw, "")
     validate(cfg)
     return cfg
+
+
+def _yaml_where(err: yaml.YAMLError) -> str:
+    """' at line L column C: problem' from PyYAML's marks (0-based there)."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(err, "problem", None)
+    return f"{where}: {problem}" if problem else where
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
@@ -261,6 +390,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
 def validate(cfg: Config) -> None:
     """Refuse impossible combinations, naming the keys involved."""
     t, d = cfg.train, cfg.data
+    _check_ranges(cfg)
     if d.source in ("parquet", "ready") and not d.path:
         raise ConfigError(f"data.path: required for data.source={d.source!r} (a local directory)")
     if d.source == "hub" and not d.path:
@@ -271,24 +401,24 @@ def validate(cfg: Config) -> None:
         raise ConfigError("data.max_audio_seconds: XTTS accepts at most 255995 samples (~11.6 s at 22.05 kHz)")
     if not 0 < d.min_conditioning_seconds <= d.max_conditioning_seconds:
         raise ConfigError("data.min_conditioning_seconds must be > 0 and <= data.max_conditioning_seconds")
-    for name in ("batch_size", "grad_accum", "epochs", "log_every", "eval_every", "save_every", "keep_last",
-                 "max_consecutive_skips"):
-        if getattr(t, name) < 1:
-            raise ConfigError(f"train.{name}: must be >= 1, got {getattr(t, name)}")
-    if t.max_steps is not None and t.max_steps < 1:
-        raise ConfigError(f"train.max_steps: must be >= 1 or null, got {t.max_steps}")
+    if t.text_ce_weight == t.mel_ce_weight == 0:
+        raise ConfigError("train.text_ce_weight, train.mel_ce_weight: both are 0, so nothing would be learned")
     if not t.clip_groups:
         raise ConfigError("train.clip_groups: at least one group is needed (use patterns ['*'] for one global group)")
     names = [g.name for g in t.clip_groups]
     if len(set(names)) != len(names):
         raise ConfigError(f"train.clip_groups: group names must be unique, got {names}")
     for g in t.clip_groups:
-        if g.max_norm <= 0:
+        if not g.max_norm > 0:  # inf is allowed: no clipping for that group
             raise ConfigError(f"train.clip_groups[{g.name}].max_norm: must be > 0, got {g.max_norm}")
-    if cfg.optim.lr <= 0:
-        raise ConfigError(f"optim.lr: must be > 0, got {cfg.optim.lr}")
-    if cfg.model.init_std_factor <= 0:
-        raise ConfigError(f"model.init_std_factor: must be > 0, got {cfg.model.init_std_factor}")
+    if cfg.eval.enabled and not cfg.log.test_sentences:
+        raise ConfigError("eval.enabled: the speech eval speaks log.test_sentences, which is empty; add sentences "
+                          "or set eval.enabled=false")
+    if cfg.eval.best_metric == "cer" and not cfg.eval.enabled:
+        raise ConfigError("eval.best_metric='cer' needs eval.enabled=true (the CER comes from the speech eval)")
+    if cfg.eval.speaker_encoder == "transformers" and not cfg.eval.speaker_model:
+        raise ConfigError("eval.speaker_model: required for eval.speaker_encoder='transformers' "
+                          "(e.g. microsoft/wavlm-base-plus-sv)")
     if t.resume not in ("auto", "none") and not Path(t.resume).exists():
         raise ConfigError(f"train.resume: {t.resume!r} is neither 'auto', 'none' nor an existing checkpoint directory")
 

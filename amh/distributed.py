@@ -12,6 +12,14 @@ train.py hands `os.environ` to `launch_mode`, which returns the arguments for `A
   a `--multi_gpu` launch on a machine without CUDA runs every process as a separate 1-process job
   (same data, no all-reduce), and with DeepSpeed (which Accelerate turns off under `cpu=True`) it
   must be told the gloo backend, or every process believes it is rank 0 of 1.
+- every collective has a deadline, `AMH_COLLECTIVE_TIMEOUT` seconds (default 900; torch's own are
+  10 min for NCCL and 30 min for gloo): a rank whose peer on another node hangs or is cut off (a
+  hung host, a network partition) raises instead of waiting, so that its launcher exits and Slurm
+  ends the job (docs/cluster.md). It must exceed the longest gap between two collectives (a
+  checkpoint write, the export, the first DeepSpeed launch's op build).
+- more processes on a machine than it has visible GPUs are refused (`accelerate launch --config_file
+  accelerate_config.yaml` starts 8 whatever the machine has); without any GPU, several CPU
+  processes run with a warning in `LaunchMode.warnings` that names the resulting global batch.
 - DeepSpeed: the config file (ds_config.json) is read, checked and completed here. Its "auto"
   values are filled from the training config (micro-batch, accumulation, the fp16 scaler's initial
   scale and growth window), `gradient_clipping` becomes 0 because clipping is per group (see
@@ -23,15 +31,20 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from amh.config import Config, ConfigError
+from amh.optim import check_deepspeed_master_weights
 
 # train.precision -> Accelerate's mixed_precision, which fills DeepSpeed's "bf16"/"fp16" "enabled": "auto".
 DEEPSPEED_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
+# Not 600: Accelerate's InitProcessGroupKwargs drops a timeout equal to its own default (600 s), and
+# gloo would then wait torch's 30 min.
+DEFAULT_COLLECTIVE_TIMEOUT_S = 900
 # Launcher flags that Accelerate silently ignores once a DeepSpeed config file is given.
 IGNORED_FLAGS = {
     "ACCELERATE_DEEPSPEED_ZERO_STAGE": ("--zero_stage", "zero_optimization.stage"),
@@ -51,6 +64,7 @@ class LaunchMode:
     deepspeed_plugin: Any = None  # accelerate.utils.DeepSpeedPlugin
     kwargs_handlers: list = field(default_factory=list)
     description: str = ""
+    warnings: list[str] = field(default_factory=list)  # for the main process to log (see process_count_check)
 
     @property
     def deepspeed(self) -> bool:
@@ -72,10 +86,14 @@ def launch_mode(cfg: Config, environ: Mapping[str, str]) -> LaunchMode:
     if launcher_precision not in ("no", DEEPSPEED_PRECISION[cfg.train.precision]):
         precision_note += f" (the launcher's mixed_precision={launcher_precision} is not used)"
     where = f"{world_size} process(es) on {'CPU' if on_cpu else 'GPU'}"
+    notes = process_count_check(cfg, environ, torch.cuda.device_count() if not on_cpu else 0)
+    timeout = collective_timeout(environ)
 
     if not _flag(environ, "ACCELERATE_USE_DEEPSPEED"):
         return LaunchMode(mixed_precision="no", cpu=on_cpu and world_size > 1,
-                          description=f"{'DDP' if world_size > 1 else 'single process'}, {where}; {precision_note}")
+                          kwargs_handlers=[InitProcessGroupKwargs(timeout=timeout)] if world_size > 1 else [],
+                          description=f"{'DDP' if world_size > 1 else 'single process'}, {where}; {precision_note}",
+                          warnings=notes)
 
     config_file = environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
     if not config_file or config_file == "none":
@@ -95,9 +113,51 @@ def launch_mode(cfg: Config, environ: Mapping[str, str]) -> LaunchMode:
     return LaunchMode(
         mixed_precision=DEEPSPEED_PRECISION[cfg.train.precision],
         deepspeed_plugin=plugin,
-        kwargs_handlers=[InitProcessGroupKwargs(backend="gloo")] if on_cpu else [],
+        kwargs_handlers=[InitProcessGroupKwargs(backend="gloo", timeout=timeout) if on_cpu
+                         else InitProcessGroupKwargs(timeout=timeout)],
         description=f"DeepSpeed ZeRO-{stage} ({config_file}), {where}; {precision_note}, loss scaling by DeepSpeed",
+        warnings=notes,
     )
+
+
+def process_count_check(cfg: Config, environ: Mapping[str, str], gpus: int) -> list[str]:
+    """Refuse more processes on this machine than it has visible GPUs; on a machine without any, warn.
+
+    `accelerate launch --config_file accelerate_config.yaml` starts the config's num_processes (8)
+    whatever the machine has: on one GPU they would share it, on none they train as 8 CPU processes
+    with 8x the global batch. The per-machine count is LOCAL_WORLD_SIZE (torchrun sets it).
+    """
+    world_size = int(environ.get("WORLD_SIZE", "1"))
+    local = int(environ.get("LOCAL_WORLD_SIZE", str(world_size)))
+    if local <= 1:
+        return []
+    t = cfg.train
+    batch = f"global batch {t.batch_size} x {t.grad_accum} x {world_size} = {t.batch_size * t.grad_accum * world_size}"
+    fix = ("launch with `--num_processes N` (N = GPUs to use, e.g. `accelerate launch --num_processes 1 train.py ...` "
+           "on one GPU), or set num_processes in your accelerate config")
+    if gpus == 0:
+        return [f"{local} processes on this machine and no GPU visible: training runs as {local} CPU processes "
+                f"({batch}, per-process batch x grad_accum x processes). Intended on a CPU test machine; on a GPU "
+                f"node check CUDA_VISIBLE_DEVICES and the driver, else {fix}"]
+    if local > gpus:
+        visible = environ.get("CUDA_VISIBLE_DEVICES")
+        raise ConfigError(f"{local} processes on this machine but {gpus} GPU(s) visible"
+                          f"{f' (CUDA_VISIBLE_DEVICES={visible})' if visible is not None else ''}: processes would "
+                          f"share a GPU and the {batch} would not be what you planned; {fix}")
+    return []
+
+
+def collective_timeout(environ: Mapping[str, str]) -> timedelta:
+    """The deadline of every torch.distributed collective, from AMH_COLLECTIVE_TIMEOUT (seconds)."""
+    value = environ.get("AMH_COLLECTIVE_TIMEOUT", str(DEFAULT_COLLECTIVE_TIMEOUT_S))
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ConfigError(f"AMH_COLLECTIVE_TIMEOUT={value!r}: not a number of seconds above 0; unset it for the "
+                          f"default ({DEFAULT_COLLECTIVE_TIMEOUT_S} s)")
+    return timedelta(seconds=seconds)
 
 
 def deepspeed_config(cfg: Config, path: Path, world_size: int) -> dict:
@@ -110,6 +170,7 @@ def deepspeed_config(cfg: Config, path: Path, world_size: int) -> dict:
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path}: not valid JSON ({err})") from None
     t = cfg.train
+    check_deepspeed_master_weights(ds, str(path))  # fp32 master weights and Adam state, always
 
     def refuse(key: str, why: str) -> None:
         raise ConfigError(f"{path}: {key}: {why}")
@@ -146,6 +207,24 @@ def deepspeed_config(cfg: Config, path: Path, world_size: int) -> dict:
         refuse("gradient_clipping", f"{ds['gradient_clipping']!r} would clip globally on top of the per-group "
                                     "clipping; set it to \"auto\" (filled with 0) and put limits in train.clip_groups")
     ds["gradient_clipping"] = 0.0
+    if cfg.optim.optimizer == "adamw8bit":  # bitsandbytes' AdamW8bit is not on DeepSpeed's list of ZeRO optimizers
+        ds["zero_allow_untested_optimizer"] = True
+    if t.precision != "fp32":
+        # Summing 8 micro-batches' gradients (and reducing them over ranks) in bf16 loses the low bits
+        # the per-group norms and a 2e-6 update need; the DDP path keeps fp32 .grad, so must ZeRO.
+        if zero["stage"] == 1 and t.precision == "bf16":
+            refuse("zero_optimization.stage", "1 with bf16 accumulates gradients in bf16 (fp32 accumulation selects "
+                                              "DeepSpeed's BF16_Optimizer, which has no per-group clipping hook); "
+                                              "use stage 2, or DDP (accelerate launch --multi_gpu)")
+        accum = (ds.get("data_types") or {}).get("grad_accum_dtype")
+        if zero["stage"] == 2 and accum != "fp32":
+            refuse("data_types.grad_accum_dtype", f"{accum!r}: with train.precision={t.precision} gradients must "
+                                                  "accumulate in fp32; add \"data_types\": {\"grad_accum_dtype\": "
+                                                  "\"fp32\"} (the repository's ds_config.json has it)")
+        comm = ds.get("communication_data_type")
+        if comm not in (None, "fp32"):
+            refuse("communication_data_type", f"{comm!r}: gradients must be reduced in fp32; remove it or set \"fp32\"")
+        ds["communication_data_type"] = "fp32"
 
     for dtype in ("bf16", "fp16"):
         enabled = (ds.get(dtype) or {}).get("enabled", "auto")

@@ -43,3 +43,11 @@ def demo_vocab(tiny_release, demo_corpus) -> Path:
             texts += [row["text"] for row in csv.DictReader(fh, delimiter="|")]
     extend_vocab(tiny_release / "vocab.json", texts, out, mode="chars", frontend=FrontendSettings())
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_mms() -> Path:
+    """A tiny random recogniser in facebook/mms-1b-all's layout (the demo config's eval.asr_model)."""
+    from amh.fixtures.tiny_mms import make_tiny_mms
+
+    return make_tiny_mms(FIXTURES / "tiny_mms")

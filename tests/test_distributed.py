@@ -97,6 +97,24 @@ def test_deepspeed_config_is_filled_from_the_training_config(precision, dtype):
         assert [h.backend for h in mode.kwargs_handlers] == ["gloo"]
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_deepspeed_16_bit_accumulates_and_reduces_gradients_in_fp32(tmp_path, precision):
+    """ds_config.json says fp32 accumulation; a config without it (or with bf16 reduction) is refused."""
+    ds = launch_mode(config(f"train.precision={precision}"), DS).deepspeed_plugin.deepspeed_config
+    assert ds["data_types"]["grad_accum_dtype"] == "fp32" and ds["communication_data_type"] == "fp32"
+    base = json.loads((REPO / "ds_config.json").read_text())
+    cases = [({k: v for k, v in base.items() if k != "data_types"}, "data_types.grad_accum_dtype: None"),
+             ({**base, "data_types": {"grad_accum_dtype": "bf16"}}, "data_types.grad_accum_dtype: 'bf16'"),
+             ({**base, "communication_data_type": "bf16"}, "communication_data_type: 'bf16'")]
+    if precision == "bf16":
+        cases.append(({**base, "zero_optimization": {"stage": 1}}, "zero_optimization.stage: 1 with bf16"))
+    for i, (changed, message) in enumerate(cases):
+        path = tmp_path / f"ds{i}.json"
+        path.write_text(json.dumps(changed))
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            launch_mode(config(f"train.precision={precision}"), {**DS, "ACCELERATE_DEEPSPEED_CONFIG_FILE": str(path)})
+
+
 @pytest.mark.parametrize("change, message", [
     ({"zero_optimization": {"stage": 3}}, "zero_optimization.stage: 3 is not supported"),
     ({"zero_optimization": {"stage": 0}}, "zero_optimization.stage: 0 is not supported"),
@@ -160,8 +178,10 @@ def test_checkpoint_from_another_launch_mode_or_size_is_refused(tmp_path):
     cases = [(accelerator(DistributedType.MULTI_CPU, 2), deepspeed_ckpt, "written by a DeepSpeed run; resume it with --use"),
              (accelerator(DistributedType.DEEPSPEED, 2), ddp_ckpt, "non-DeepSpeed run; resume it without --use_deepspeed"),
              (accelerator(DistributedType.DEEPSPEED, 1), deepspeed_ckpt, "resume with --num_processes 2")]
+    from amh.errors import UserError
+
     for acc, ckpt, message in cases:
-        with pytest.raises(ValueError, match=re.escape(message)):
+        with pytest.raises(UserError, match=re.escape(message)):
             Checkpointer(ckpt.parent, acc, keep_last=3).load(ckpt)
 
 

@@ -43,7 +43,8 @@ def demo_overrides(release: Path, corpus: Path, vocab: Path, out: Path, **train)
               "eval_batches": 1, **train}
     return ["--config", str(REPO / "configs" / "demo.yaml"), f"output_dir={out}", f"model.release={release}",
             f"model.vocab={vocab}", f"data.path={corpus / 'ready'}", "data.shuffle_buffer=16", "data.bucket_buffer=8",
-            "data.num_workers=0", "log.test_sentences=[]", *(f"train.{k}={v}" for k, v in values.items())]
+            "data.num_workers=0", "log.test_sentences=[]", "eval.enabled=false",
+            *(f"train.{k}={v}" for k, v in values.items())]
 
 
 def deepspeed_config(out: Path, name: str, **changes) -> Path:
