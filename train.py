@@ -344,6 +344,7 @@ def train(args) -> int:
                 # the health `best()` trusts (the loss logged before a save predates its last update).
                 checkpoints.record(saved_step, next_loss=(window_loss[0] / window_loss[1].clamp_min(1)).item())
 
+            reading = None  # the NaN guard's counters: read off the device at log steps and before a save
             if step % cfg.train.log_every == 0 or step == max_steps:
                 summed = accelerator.reduce(loss_sum, reduction="sum") if accelerator.num_processes > 1 else loss_sum
                 losses = (summed[:3] / summed[3].clamp_min(1)).tolist()
@@ -368,7 +369,8 @@ def train(args) -> int:
                 meter.reset()
             preempted = accelerator.check_trigger() or launcher.parent_died()
             save_due = save_due or step % cfg.train.save_every == 0
-            reading = guard.read() if (save_due or preempted or step % cfg.train.log_every == 0) else None
+            if reading is None and (save_due or preempted):  # log steps have read it already
+                reading = guard.read()
             if reading is not None and reading.tripped:
                 good = checkpoints.best()
                 where = (f"Resume from {good} (its health: {read_health(good)}) with train.resume={good} and the "
