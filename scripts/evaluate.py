@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from amh.config import EvalConfig  # noqa: E402
+from amh.errors import UserError  # noqa: E402
 from amh.eval.report import ExportResult, write_report  # noqa: E402
 from amh.eval.score import SpeechScorer, timed_takes  # noqa: E402
 from amh.eval.sentences import default_sentences_path, load_sentences  # noqa: E402
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
                             asr_language=args.asr_language, speaker_encoder=args.speaker_encoder,
                             speaker_model=args.speaker_model)
         scorer = SpeechScorer.from_config(config, device=args.device)
-    except (SynthesisError, OSError, ValueError) as err:  # OSError: also an ASR model that cannot be fetched
+    except (SynthesisError, UserError, OSError, ValueError) as err:  # UserError: also an ASR model that cannot be fetched
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -51,10 +51,13 @@ class TransformersRecognizer:
 
         try:
             config = AutoConfig.from_pretrained(model)
-        except OSError as err:
+        except OSError as err:  # a missing folder or an unreachable Hub: the user's to fix, in one line
+            from amh.errors import UserError
+
             first = str(err).strip().splitlines()[0]
-            raise OSError(f"ASR model {model!r} (eval.asr_model, --asr-model) is neither a local checkpoint folder nor a Hub id "
-                          f"that can be fetched from here: {first}") from err
+            hint = " (`make fixtures` builds the demo's)" if "tiny_mms" in model else ""
+            raise UserError(f"ASR model {model!r} (eval.asr_model, --asr-model) is neither a local checkpoint folder "
+                            f"nor a Hub id that can be fetched from here{hint}; or set eval.enabled=false: {first}") from None
         processor = AutoProcessor.from_pretrained(model)
         self.generate_kwargs: dict = {}
         if config.model_type == "whisper":
@@ -136,20 +139,8 @@ def build_recognizer(backend: str, model: str, language: str, *, device: str = "
     if backend == "transformers":
         if Path(model).suffix in (".pt", ".pth", ".bin", ".safetensors"):
             raise ValueError(f"eval.asr_model={model!r}: give the checkpoint's folder or Hub id, not one weights file")
-        if _local_path(model) and not Path(model).is_dir():
-            # A Hub id is "owner/name"; anything else is a folder, and transformers would report a missing one
-            # as a failed Hub download.
-            from amh.errors import UserError
-
-            hint = " (make fixtures builds it)" if "tiny_mms" in model else ""
-            raise UserError(f"eval.asr_model={model!r}: no such folder{hint}; give an existing model folder, a Hub id "
-                            "such as facebook/mms-1b-all, or set eval.enabled=false")
         return TransformersRecognizer(model, language, device=device)
     if backend == "pocketsphinx":  # its general US-English language model; `model` and `language` unused
         return PocketsphinxRecognizer()
     raise ValueError(f"eval.asr_backend={backend!r}: choose 'transformers' or 'pocketsphinx'")
 
-
-def _local_path(model: str) -> bool:
-    """True for what can only be a folder: absolute, ./ or ~ paths, or more than one '/' (Hub ids have one)."""
-    return model.startswith(("/", ".", "~")) or model.count("/") > 1 or Path(model).exists()
