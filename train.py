@@ -103,7 +103,7 @@ def evaluate(model, loader, codec, precision, accelerator, max_batches: int, wei
         batch = to_device(batch, accelerator.device)
         with precision.autocast():
             sums += gpt.eval_sums(*model_inputs(batch, codec)).float()
-    sums = accelerator.reduce(sums, reduction="sum") if accelerator.num_processes > 1 else sums
+    sums = accelerator.reduce(sums, reduction="sum")  # one process: returned as it is
     model.train()
     text, mel = (sums[0] / sums[1].clamp_min(1)).item(), (sums[2] / sums[3].clamp_min(1)).item()
     n = sums[6].clamp_min(1)
@@ -342,11 +342,13 @@ def train(args) -> int:
             if saved_step == step - 1 and saved_step > 0:
                 # The loss of the first window after a checkpoint is the loss of the checkpoint's weights:
                 # the health `best()` trusts (the loss logged before a save predates its last update).
+                # All ranks' samples, like the logged loss (a collective, on every rank, only after a save).
+                window_loss = accelerator.reduce(window_loss, reduction="sum")
                 checkpoints.record(saved_step, next_loss=(window_loss[0] / window_loss[1].clamp_min(1)).item())
 
             reading = None  # the NaN guard's counters: read off the device at log steps and before a save
             if step % cfg.train.log_every == 0 or step == max_steps:
-                summed = accelerator.reduce(loss_sum, reduction="sum") if accelerator.num_processes > 1 else loss_sum
+                summed = accelerator.reduce(loss_sum, reduction="sum")
                 losses = (summed[:3] / summed[3].clamp_min(1)).tolist()
                 smoothed = losses[2] if smoothed is None or smoothed != smoothed else 0.7 * smoothed + 0.3 * losses[2]
                 reading = guard.read()

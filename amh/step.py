@@ -63,7 +63,7 @@ def window_scale(sample_counts: list[int], accelerator) -> torch.Tensor:
     of a 3+1 split three times). The count is all-reduced as a device tensor: no host sync.
     """
     local = torch.tensor(float(sum(sample_counts)), device=accelerator.device)
-    total = accelerator.reduce(local, reduction="sum") if accelerator.num_processes > 1 else local
+    total = accelerator.reduce(local, reduction="sum")  # one process: returned as it is
     return accelerator.gradient_accumulation_steps * accelerator.num_processes / total.clamp_min(1.0)
 
 
