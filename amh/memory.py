@@ -94,6 +94,7 @@ class ModelFacts:
     perceiver_inner: int  # heads x dim_head of its attention (512 in XTTS v2, whatever the width)
     perceiver_heads: int
     activation: str  # "gelu_new" or "fused"
+    cond_attention: str = "einsum"  # "einsum" (upstream's) or "fused" (amh.xtts.attention's SDPA)
 
     @classmethod
     def of(cls, model: nn.Module) -> "ModelFacts":
@@ -119,6 +120,8 @@ class ModelFacts:
             perceiver_inner=gpt.conditioning_perceiver.layers[0][0].to_q.out_features,
             perceiver_heads=gpt.conditioning_perceiver.layers[0][0].heads,
             activation="gelu_new" if isinstance(blocks[0].mlp.act, NewGELUActivation) else "fused",
+            cond_attention=("fused" if type(gpt.conditioning_encoder.attn[0].attention).__name__ == "FusedQKVAttention"
+                            else "einsum"),
         )
 
     @property
@@ -184,10 +187,15 @@ def saved_activation_bytes(facts: ModelFacts, mb: MicroBatch, device_type: str, 
     b, h, s, f = mb.batch, facts.width, mb.sequence(facts.latents), mb.cond_frames
     # Checkpointing keeps each block's fp32 input (the residual stream) instead of its tensors.
     blocks = facts.layers * (4 * b * s * h if checkpointing else block_bytes(facts, mb, device_type, precision))
-    # Conditioning encoder: per attention block 8 b*f*h tensors (group norm, qkv, attention output)
-    # and one b*heads*f*f (einsum attention: probabilities). The perceiver, per layer: keys and values
-    # over prompt + latents at its inner width, and the latents' attention weights and their softmax.
-    cond = facts.cond_blocks * elem * b * (8 * f * h + facts.cond_heads * f * f)
+    # Conditioning encoder, per attention block: upstream's einsum attention saves 8 b*f*h tensors
+    # (group norm, qkv, scaled q and k, attention output) and one b*heads*f*f (the probabilities); the
+    # fused SDPA kernel 7 b*f*h (group norm, conv input, contiguous q/k/v, output, proj input) and an
+    # fp32 log-sum-exp per head and frame. The perceiver, per layer: keys and values over prompt +
+    # latents at its inner width, and the latents' attention weights and their softmax.
+    if facts.cond_attention == "fused":
+        cond = facts.cond_blocks * b * (elem * 7 * f * h + 4 * facts.cond_heads * f)
+    else:
+        cond = facts.cond_blocks * elem * b * (8 * f * h + facts.cond_heads * f * f)
     context = f + facts.latents
     perceiver = facts.perceiver_depth * elem * b * (2 * context * facts.perceiver_inner
                                                     + 2 * facts.perceiver_heads * facts.latents * context)

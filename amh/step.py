@@ -133,9 +133,14 @@ def apply_model_options(model: nn.Module, *, gradient_checkpointing: bool = Fals
 
     Always: the blocks' `gelu_new` (five elementwise ops, each saved for the backward) becomes
     PyTorch's fused tanh-approximation GELU, the same function (within 5e-7 in fp32; the test
-    pins it), so nothing about the weights or the export changes.
+    pins it), and the conditioning encoder's einsum attention becomes PyTorch's fused SDPA kernel
+    (`amh.xtts.attention`: the same function within fp32 rounding, no T x T weights), so nothing
+    about the weights or the export changes.
     """
+    from amh.xtts.attention import fuse_conditioning_attention_
+
     _fused_gelu_(model.gpt.gpt)
+    fuse_conditioning_attention_(model.gpt)
     if gradient_checkpointing:
         from torch.utils.checkpoint import checkpoint
 
