@@ -27,28 +27,28 @@ import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 
-from amh import report
-from amh.logs import setup_logging
+from amh.run import report
+from amh.run.logs import setup_logging
 from amh.xtts.publish import training_summary
-from amh.checkpoint import CheckpointDamaged, Checkpointer, latest, read_health, resolve_resume
-from amh.clipping import GroupClipper
+from amh.run.checkpoint import CheckpointDamaged, Checkpointer, latest, read_health, resolve_resume
+from amh.train.clipping import GroupClipper
 from amh.config import Config, ConfigError, load_config, save_config
 from amh.data.pipeline import DataError, build_loader
 from amh.data.sources import SourceError
-from amh.deepspeed_step import ZeroStep, fp32_state_dict
-from amh.distributed import launch_mode
+from amh.train.deepspeed_step import ZeroStep, fp32_state_dict
+from amh.train.distributed import launch_mode
 from amh.eval.score import SpeechScorer, Take
 from amh.eval.tensorboard import log_takes
 from amh.errors import UserError
-from amh.frontend import FrontendSettings
-from amh.launcher_watch import LauncherWatch
-from amh.memory import plan_memory
-from amh.metrics import Throughput, memory_mb
-from amh.nan_guard import NanGuard
-from amh.optim import build_optimizer, lr_at, set_lr
-from amh.precision import Precision
-from amh.run_lock import RunLock
-from amh.step import (apply_model_options, batch_counts, forward_backward, model_inputs, optimizer_step, to_device,
+from amh.text.frontend import FrontendSettings
+from amh.run.launcher_watch import LauncherWatch
+from amh.train.memory import plan_memory
+from amh.train.metrics import Throughput, memory_mb
+from amh.train.nan_guard import NanGuard
+from amh.train.optim import build_optimizer, lr_at, set_lr
+from amh.train.precision import Precision
+from amh.run.run_lock import RunLock
+from amh.train.step import (apply_model_options, batch_counts, forward_backward, model_inputs, optimizer_step, to_device,
                       window_scale)
 from amh.xtts.codes import AudioCodec
 from amh.xtts.export import export_model
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
 def train(args) -> int:
     cfg = load_config(args.config, args.overrides)
     out = Path(cfg.output_dir)
-    # One process, DDP or DeepSpeed ZeRO-1/2, as the launcher says (amh/distributed.py); precision is
+    # One process, DDP or DeepSpeed ZeRO-1/2, as the launcher says (amh/train/distributed.py); precision is
     # train.precision, so Accelerate autocasts nothing itself.
     launch = launch_mode(cfg, os.environ)
     accelerator = Accelerator(
@@ -182,7 +182,7 @@ def train(args) -> int:
     # Installed first thing, so that a signal during start-up stops the run at its first step. Slurm
     # signals every process of the step: forked DataLoader workers inherit this handler and must not
     # act on it (a CUDA tensor in a forked worker kills it), hence the pid check. The launcher's death
-    # arrives as SIGTERM too (amh/launcher_watch.py), or is noticed at the next step.
+    # arrives as SIGTERM too (amh/run/launcher_watch.py), or is noticed at the next step.
     trainer_pid = os.getpid()
     for sig in (signal.SIGUSR1, signal.SIGTERM):
         signal.signal(sig, lambda *_: accelerator.set_trigger() if os.getpid() == trainer_pid else None)
@@ -235,7 +235,7 @@ def train(args) -> int:
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
     # DeepSpeed scales the loss and steps inside accelerator.backward: ZeroStep puts the per-group clip
-    # and the NaN guard into its step, and stands in for `precision` (amh/deepspeed_step.py).
+    # and the NaN guard into its step, and stands in for `precision` (amh/train/deepspeed_step.py).
     zero = ZeroStep(model, cfg.train.clip_groups, guard, precision) if launch.deepspeed else None
     precision = zero or precision
 

@@ -61,8 +61,8 @@ def make_corpus(demo: Path, out: Path, scale: int, rate: int) -> Path:
 def encoder(fixtures: Path):
     from amh.fixtures.demo_corpus import load_sentences
     from amh.fixtures.tiny_xtts import make_tiny_release
-    from amh.frontend import FrontendSettings
-    from amh.vocab import extend_vocab
+    from amh.text.frontend import FrontendSettings
+    from amh.xtts.vocab import extend_vocab
     from amh.xtts.text_encoder import TextEncoder
 
     vocab = fixtures / "bench_data_vocab_am.json"

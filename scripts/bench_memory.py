@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Measure the memory of each part of a training step at full size (the 441 M XTTS v2 GPT) against
-amh.memory's plan, and print which profiles fit 8 / 12 / 24 / 80 GB cards.
+amh.train.memory's plan, and print which profiles fit 8 / 12 / 24 / 80 GB cards.
 
     python scripts/bench_memory.py --runs fp32:adamw:off:1                # CPU: one measured row
     python scripts/bench_memory.py --runs fp32:adamw:on:1,fp32:adamw8bit:on:2
@@ -21,7 +21,7 @@ millisecond by a thread, with glibc told to return every freed block of >= 64 Ki
 max_memory_allocated.
 
 --calibrate counts, exactly, the bytes autograd saves in one forward at full width with 1-2
-blocks (saved-tensor hooks, parameters excluded) against amh.memory.saved_activation_bytes.
+blocks (saved-tensor hooks, parameters excluded) against amh.train.memory.saved_activation_bytes.
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def build_model(layers: int, ckpt: bool, seed: int = 0):
     """The full-size GPT (bench_release's FULL_ARGS) in train mode, with train.py's model options."""
     from amh.fixtures.bench_release import FULL_ARGS, full_vocab
     from amh.fixtures.tiny_xtts import build_random_xtts
-    from amh.step import apply_model_options
+    from amh.train.step import apply_model_options
     from amh.xtts.forward import XttsGptForTraining
 
     with tempfile.TemporaryDirectory() as d:
@@ -96,7 +96,7 @@ def fake_batch(cfg, device):
     """A micro-batch of the config's worst shape: every clip max_audio_seconds, max_text_tokens tokens."""
     import torch
 
-    from amh.memory import SAMPLES_PER_CODE, worst_micro_batches
+    from amh.train.memory import SAMPLES_PER_CODE, worst_micro_batches
 
     mb = worst_micro_batches(cfg)[0]
     d = cfg.data
@@ -158,9 +158,9 @@ def measure_one(spec: str, args) -> dict:
     """Build, step twice, and report each part's measured and planned bytes."""
     import torch
 
-    from amh.memory import plan_memory
-    from amh.optim import build_optimizer
-    from amh.precision import Precision
+    from amh.train.memory import plan_memory
+    from amh.train.optim import build_optimizer
+    from amh.train.precision import Precision
 
     precision, optimizer, ckpt, batch = spec.split(":")
     ckpt = ckpt == "on"
@@ -243,7 +243,7 @@ def facts_at_layers(layers: int):
     the rest is exact, and the table needs no 441 M-parameter build (the measured runs build one)."""
     from transformers.pytorch_utils import Conv1D
 
-    from amh.memory import ModelFacts
+    from amh.train.memory import ModelFacts
 
     one = build_model(1, ckpt=False)
     facts = ModelFacts.of(one)
@@ -260,9 +260,9 @@ def card_table(args) -> list[dict]:
     """Planned totals at full size on CUDA for the profile rows, and which cards they fit."""
     import torch
 
-    from amh.memory import CUDA_RESERVE_BYTES, plan_memory
+    from amh.train.memory import CUDA_RESERVE_BYTES, plan_memory
 
-    from amh.memory import _plan
+    from amh.train.memory import _plan
 
     facts = facts_at_layers(args.layers)
     rows = []
@@ -287,7 +287,7 @@ def card_table(args) -> list[dict]:
 def calibrate(args) -> list[dict]:
     import torch
 
-    from amh.memory import MicroBatch, ModelFacts, saved_activation_bytes
+    from amh.train.memory import MicroBatch, ModelFacts, saved_activation_bytes
 
     rows = []
     for layers, batch, seconds, tokens, ckpt in ((1, 1, 11.0, 200, False), (2, 1, 11.0, 200, False),

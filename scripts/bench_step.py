@@ -93,7 +93,7 @@ class Work:
     prompt_frames: int = 0  # padded prompt mel frames per sample, summed over steps
 
     def add(self, text_lengths, wav_lengths, padded_len: int, prompt_frames: int) -> None:
-        from amh.metrics import gpt_tokens
+        from amh.train.metrics import gpt_tokens
 
         per_sample = [int(gpt_tokens(t[None], w[None])) for t, w in zip(text_lengths, wav_lengths)]
         self.steps += 1
@@ -129,8 +129,8 @@ class Inputs:
 def prepare_inputs(args, work_dir: Path) -> Inputs:
     from amh.fixtures.bench_release import make_bench_release
     from amh.fixtures.demo_corpus import make_demo_corpus
-    from amh.frontend import FrontendSettings
-    from amh.vocab import extend_vocab
+    from amh.text.frontend import FrontendSettings
+    from amh.xtts.vocab import extend_vocab
     from amh.xtts.language import register
 
     release = make_bench_release(args.fixtures / f"bench_{args.size}", args.size)  # one size per run_size
@@ -156,7 +156,7 @@ def precompute_codes(inputs: Inputs, data_cfg, device, out: Path) -> tuple[objec
     DVAE codes and a fixed prompt's mel per utterance, computed once. Returns our loop's data config
     for it and the seconds it took, so the one-off cost is reported next to the per-step gain."""
     from amh.data.prepare import PrepareOptions, prepare
-    from amh.frontend import TextFrontend
+    from amh.text.frontend import TextFrontend
     from amh.xtts.codes import AudioCodec
     from amh.xtts.text_encoder import TextEncoder
 
@@ -178,19 +178,19 @@ def gpu_memory(device) -> int:
 
 
 class OurLoop:
-    """train.py's inner loop, composed from the same components (amh.step)."""
+    """train.py's inner loop, composed from the same components (amh.train.step)."""
 
     def __init__(self, name: str, cfg, inputs: Inputs, accelerator, data_cfg, *, codes_cached: bool,
                  checkpointing: bool, compile: bool):
         import torch
         from accelerate.utils import set_seed
 
-        from amh.clipping import GroupClipper
+        from amh.train.clipping import GroupClipper
         from amh.data import build_loader
-        from amh.nan_guard import NanGuard
-        from amh.optim import build_optimizer
-        from amh.precision import Precision
-        from amh.step import apply_model_options
+        from amh.train.nan_guard import NanGuard
+        from amh.train.optim import build_optimizer
+        from amh.train.precision import Precision
+        from amh.train.step import apply_model_options
         from amh.xtts.codes import AudioCodec
         from amh.xtts.forward import XttsGptForTraining
         from amh.xtts.release import build_xtts
@@ -230,7 +230,7 @@ class OurLoop:
         return next(self.batches)
 
     def run(self, batch, work: Work) -> None:
-        from amh.step import forward_backward, optimizer_step, to_device
+        from amh.train.step import forward_backward, optimizer_step, to_device
 
         frames = batch["cond_mels"].shape[-1] if "cond_mels" in batch else batch["cond"].shape[-1] // HOP + 1
         work.add(batch["text_lengths"], batch["wav_lengths"], int(batch["wav_lengths"].max()), frames)
@@ -333,7 +333,7 @@ class CoquiLoop:
 def timed(loop, steps: int, device, others_resident: int) -> Chunk:
     import torch
 
-    from amh.metrics import memory_mb
+    from amh.train.metrics import memory_mb
 
     work = Work()
     batches = [loop.next_batch() for _ in range(steps)]  # data loading stays outside the clock

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from amh.g2p import BACKENDS, G2PUnavailable, get_backend  # noqa: E402
+from amh.text.g2p import BACKENDS, G2PUnavailable, get_backend  # noqa: E402
 from amh.text import normalize  # noqa: E402
 
 BEGIN, END = "<!-- compare_g2p:begin -->", "<!-- compare_g2p:end -->"

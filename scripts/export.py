@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from amh.checkpoint import DAMAGED, HEALTH, IDENTITY, MARKER  # noqa: E402
+from amh.run.checkpoint import DAMAGED, HEALTH, IDENTITY, MARKER  # noqa: E402
 from amh.config import ConfigError, load_config  # noqa: E402
 from amh.errors import UserError  # noqa: E402
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from amh.frontend import FrontendSettings  # noqa: E402
-from amh.g2p import BACKENDS  # noqa: E402
-from amh.vocab import MODES, extend_vocab  # noqa: E402
+from amh.text.frontend import FrontendSettings  # noqa: E402
+from amh.text.g2p import BACKENDS  # noqa: E402
+from amh.xtts.vocab import MODES, extend_vocab  # noqa: E402
 from amh.xtts.language import load_frontend_settings  # noqa: E402
 
 

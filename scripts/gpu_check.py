@@ -7,7 +7,7 @@
 Parts, each under its own time cap and all under one deadline (a part that fails or runs out of
 time is reported in the table, and the next part still runs):
 
-1. throughput: our step (amh.step, as train.py runs it) on synthetic batches of B clips x 11 s with
+1. throughput: our step (amh.train.step, as train.py runs it) on synthetic batches of B clips x 11 s with
    a 6 s prompt and 100 text tokens: bf16 at B = 2, 4, 8, ... until out of memory, then at B = 2
    and at the largest B that fits: cached codes, fp16, activation checkpointing, and whether
    checkpointing fits 2x the largest batch. Rows: steps/s, GPT tokens/s, audio s/s, MFU, peak memory.
@@ -66,13 +66,13 @@ def throughput(args, deadline: Deadline, cap_s: float) -> tuple[list[dict], dict
     import torch
     from accelerate import Accelerator
 
-    from amh.clipping import GroupClipper
+    from amh.train.clipping import GroupClipper
     from amh.config import load_config
     from amh.fixtures.bench_release import make_bench_release
-    from amh.nan_guard import NanGuard
-    from amh.optim import build_optimizer
-    from amh.precision import Precision
-    from amh.step import apply_model_options, forward_backward, optimizer_step, to_device
+    from amh.train.nan_guard import NanGuard
+    from amh.train.optim import build_optimizer
+    from amh.train.precision import Precision
+    from amh.train.step import apply_model_options, forward_backward, optimizer_step, to_device
     from amh.xtts.codes import AudioCodec
     from amh.xtts.forward import XttsGptForTraining
     from amh.xtts.release import build_xtts
@@ -187,7 +187,7 @@ def throughput(args, deadline: Deadline, cap_s: float) -> tuple[list[dict], dict
         print(format_row(r), flush=True)
     checkpointing(False)
     info["largest_batch"] = largest
-    if cuda:  # where one step waits for the GPU (none expected: amh.step keeps the guard on the device)
+    if cuda:  # where one step waits for the GPU (none expected: amh.train.step keeps the guard on the device)
         import warnings
 
         x = to_device(batch(2, False), device)
@@ -252,8 +252,8 @@ def stability(args, deadline: Deadline, cap_s: float) -> dict:
     from amh.config import load_config
     from amh.fixtures.bench_release import make_bench_release
     from amh.fixtures.demo_corpus import make_demo_corpus
-    from amh.frontend import FrontendSettings
-    from amh.vocab import extend_vocab
+    from amh.text.frontend import FrontendSettings
+    from amh.xtts.vocab import extend_vocab
     from amh.xtts.language import register
 
     part_end = time.monotonic() + min(cap_s, deadline.left())

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from amh.config import load_config  # noqa: E402
 from amh.data.prepare import PrepareOptions, format_report, prepare  # noqa: E402
-from amh.frontend import FrontendSettings, TextFrontend, canonical_language  # noqa: E402
+from amh.text.frontend import FrontendSettings, TextFrontend, canonical_language  # noqa: E402
 from amh.xtts.text_encoder import TextEncoder  # noqa: E402
 
 

@@ -45,7 +45,7 @@ class Variant:
     init: str  # "old" (std 1e-4, the seed's original code), "randn" (std 1, GPTTrainer), "matched"
     clip: bool  # per-group clipping (embedding 0.1, rest 1.0) or none (the recipe: grad_clip=0)
     batch_size: int | None = None  # None: the config's
-    loss: str = "ours"  # "ours" (amh.loss) or "upstream" (GPT.forward's loss)
+    loss: str = "ours"  # "ours" (amh.xtts.loss) or "upstream" (GPT.forward's loss)
     precision: str = "fp16"
     guard: bool = True  # False: step whatever the loss (Coqui's fp32 recipe has no guard)
 
@@ -122,7 +122,7 @@ class UpstreamLoss(torch.nn.Module):
         self.inner = inner
 
     def forward(self, text, text_lengths, codes, wav_lengths, cond_mels, cond_idxs):
-        from amh.loss import LossOutput
+        from amh.xtts.loss import LossOutput
 
         text_ce, mel_ce, _ = self.inner.gpt(text, text_lengths, codes, wav_lengths, cond_mels=cond_mels[:, None],
                                             cond_idxs=cond_idxs.clone(), cond_lens=None)
@@ -145,7 +145,7 @@ class ClipUnderAdam:
     Shadow copies of the group's parameters, each with its own `torch.optim.AdamW` (the run's betas,
     eps, per-parameter weight decay, and each step's lr), are fed one run's true gradients,
     transformed per shadow: "raw" as they are; "clip" scaled by min(1, max_norm / ||g||) as
-    `amh.clipping` does; "scaled" times a steady STEADY_FACTOR; "raw+spike" and "clip+spike" the
+    `amh.train.clipping` does; "scaled" times a steady STEADY_FACTOR; "raw+spike" and "clip+spike" the
     same as "raw" and "clip" except that step `spike_step`'s gradient is multiplied by
     `spike_factor` first. Only the optimizer sees the transformed gradients (the model trains on
     the raw ones), so the differences are Adam's alone, not a different trajectory's.
@@ -316,12 +316,12 @@ def run_variant(variant: Variant, cfg, inputs: dict, accelerator, steps: int, se
                 spike: tuple[int, float] = (30, 100.0)) -> History:
     from accelerate.utils import set_seed
 
-    from amh.clipping import GroupClipper
+    from amh.train.clipping import GroupClipper
     from amh.data import build_loader
-    from amh.nan_guard import NanGuard
-    from amh.optim import build_optimizer, lr_at, set_lr
-    from amh.precision import Precision
-    from amh.step import forward_backward, optimizer_step, to_device
+    from amh.train.nan_guard import NanGuard
+    from amh.train.optim import build_optimizer, lr_at, set_lr
+    from amh.train.precision import Precision
+    from amh.train.step import forward_backward, optimizer_step, to_device
     from amh.xtts.codes import AudioCodec
     from amh.xtts.forward import XttsGptForTraining
     from amh.xtts.release import build_xtts
@@ -707,8 +707,8 @@ def main(argv=None) -> int:
     from amh.config import load_config
     from amh.fixtures.demo_corpus import make_demo_corpus
     from amh.fixtures.tiny_xtts import TINY_ARGS, make_tiny_release
-    from amh.frontend import FrontendSettings
-    from amh.vocab import extend_vocab
+    from amh.text.frontend import FrontendSettings
+    from amh.xtts.vocab import extend_vocab
     from amh.xtts.language import register
     from amh.xtts.release import load_checkpoint_state, number_of_tokens
 

@@ -33,8 +33,8 @@ def demo_vocab(tiny_release, demo_corpus) -> Path:
     """The tiny release's vocab extended (chars mode) with every text of the demo corpus."""
     import csv
 
-    from amh.frontend import FrontendSettings
-    from amh.vocab import extend_vocab
+    from amh.text.frontend import FrontendSettings
+    from amh.xtts.vocab import extend_vocab
 
     out = FIXTURES / "demo_vocab_chars.json"
     texts = []

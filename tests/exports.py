@@ -6,7 +6,7 @@ from pathlib import Path
 
 def make_export(tiny_release: Path, vocab: Path, out: Path, training: dict | None = None) -> Path:
     """`export_model` on the tiny release's GPT sized for `vocab` (what train.py exports after 0 steps)."""
-    from amh.frontend import FrontendSettings
+    from amh.text.frontend import FrontendSettings
     from amh.xtts.export import export_model
     from amh.xtts.release import build_xtts
 

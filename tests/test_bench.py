@@ -194,8 +194,8 @@ def test_stability_study_writes_the_report_and_plots(tiny_release, demo_corpus, 
 
 
 def test_activation_checkpointing_gives_the_same_gradients(tiny_release):
-    """`model.gradient_checkpointing` (amh.step.apply_model_options) changes memory, not the result."""
-    from amh.step import apply_model_options
+    """`model.gradient_checkpointing` (amh.train.step.apply_model_options) changes memory, not the result."""
+    from amh.train.step import apply_model_options
     from amh.xtts.forward import XttsGptForTraining
     from amh.xtts.release import build_xtts
 

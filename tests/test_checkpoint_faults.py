@@ -1,7 +1,7 @@
 """Checkpoints under faults: health and the best one kept, damage named and fallen back from, identity,
 a full disk, and one run per output_dir.
 
-Each test drives amh.checkpoint / amh.run_lock with a real Accelerator on a small model, as train.py does.
+Each test drives amh.run.checkpoint / amh.run.run_lock with a real Accelerator on a small model, as train.py does.
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-from amh.checkpoint import DAMAGED, HEALTH, MARKER, Checkpointer, CheckpointDamaged, best, complete_checkpoints
+from amh.run.checkpoint import DAMAGED, HEALTH, MARKER, Checkpointer, CheckpointDamaged, best, complete_checkpoints
 from amh.errors import UserError
-from amh.run_lock import RunLock
+from amh.run.run_lock import RunLock
 
 IDENTITY = {"vocab_sha256": "abc", "vocab_size": 284, "gpt_layers": 2, "gpt_width": 64}
 
@@ -147,7 +147,7 @@ def test_a_full_disk_says_so_and_leaves_no_temporary_checkpoint(tiny_disk):
 def test_a_second_run_on_the_same_directory_is_refused_naming_the_holder(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
-        from amh.run_lock import RunLock
+        from amh.run.run_lock import RunLock
         lock = RunLock({str(tmp_path)!r}).acquire()
         print("locked", flush=True)
         time.sleep(60)

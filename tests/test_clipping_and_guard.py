@@ -8,12 +8,12 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from amh.clipping import GroupClipper, assign_groups
+from amh.train.clipping import GroupClipper, assign_groups
 from amh.config import ClipGroup, OptimConfig
-from amh.nan_guard import NanGuard
-from amh.optim import build_optimizer
-from amh.precision import Precision
-from amh.step import optimizer_step
+from amh.train.nan_guard import NanGuard
+from amh.train.optim import build_optimizer
+from amh.train.precision import Precision
+from amh.train.step import optimizer_step
 
 GROUPS = [ClipGroup("embedding", ["text_embedding.*", "text_head.*"], 0.1), ClipGroup("rest", ["*"], 1.0)]
 

@@ -135,8 +135,8 @@ def char_encoder() -> CharEncoder:
 def real_encoder(tiny_release, tmp_path_factory):
     """The trainer's encoder: Amharic front-end + upstream VoiceBpeTokenizer on an extended tiny vocab."""
     from amh.fixtures.demo_corpus import load_sentences
-    from amh.frontend import FrontendSettings
-    from amh.vocab import extend_vocab
+    from amh.text.frontend import FrontendSettings
+    from amh.xtts.vocab import extend_vocab
     from amh.xtts.text_encoder import TextEncoder
 
     vocab = tmp_path_factory.mktemp("vocab") / "vocab_am.json"

@@ -17,7 +17,7 @@ import amh.data.prepare as prep
 from amh.config import DataConfig
 from amh.data import build_loader
 from amh.data.prepare import PrepareOptions, prepare
-from amh.frontend import FrontendSettings, TextFrontend
+from amh.text.frontend import FrontendSettings, TextFrontend
 from test_data_corpus import broken_ready, demo_train_rows, expected_counts, real_encoder  # noqa: F401 - fixtures
 
 REPO = Path(__file__).resolve().parent.parent
@@ -153,7 +153,7 @@ def test_prepared_training_batches_decode_no_audio_and_pad_prompts_like_the_onli
     import soundfile as sf
 
     import amh.data.samples as samples
-    from amh.step import model_inputs
+    from amh.train.step import model_inputs
     from amh.xtts.codes import AudioCodec
 
     codec = AudioCodec.from_release(tiny_release)

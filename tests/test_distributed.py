@@ -1,9 +1,9 @@
 """Launch modes on CPU: one process, DDP x 2 (gloo) and DeepSpeed ZeRO-1/2 x 2 train the same thing.
 
-Fast: amh.distributed reads the launcher's environment, completes ds_config.json from the training
-config and refuses what the trainer cannot honour; amh.optim lays out the groups ZeRO needs.
+Fast: amh.train.distributed reads the launcher's environment, completes ds_config.json from the training
+config and refuses what the trainer cannot honour; amh.train.optim lays out the groups ZeRO needs.
 Slow (real `accelerate launch`es, tests/launching/): the per-group clip + NaN guard inside DeepSpeed's
-step (amh.deepspeed_step) gives DDP's numbers on a toy model; train.py on the demo config follows
+step (amh.train.deepspeed_step) gives DDP's numbers on a toy model; train.py on the demo config follows
 the same loss and per-group norm trajectory in all three modes; only rank 0 writes logs and the
 export; a 2-process DeepSpeed checkpoint resumes exactly; a 2-process DDP run killed with SIGKILL
 after a checkpoint continues from it, each rank on its own data.
@@ -23,10 +23,10 @@ import pytest
 import torch
 from torch import nn
 
-from amh.clipping import GroupClipper
+from amh.train.clipping import GroupClipper
 from amh.config import ConfigError, load_config
-from amh.distributed import launch_mode
-from amh.optim import build_optimizer
+from amh.train.distributed import launch_mode
+from amh.train.optim import build_optimizer
 from launching.launch_runs import (REPO, accelerate_command, deepspeed_config, demo_overrides, extended_vocab,
                                    launch_env, run, scalars, step_log)
 
@@ -150,8 +150,8 @@ def test_zero_step_refuses_16_bit_group_norm_on_cpu():
     pytest.importorskip("deepspeed")
     from types import SimpleNamespace
 
-    from amh.deepspeed_step import ZeroStep
-    from amh.nan_guard import NanGuard
+    from amh.train.deepspeed_step import ZeroStep
+    from amh.train.nan_guard import NanGuard
 
     engine = SimpleNamespace(module=nn.Sequential(nn.Conv1d(4, 4, 1), nn.GroupNorm(2, 4)).bfloat16(),
                              device=torch.device("cpu"), optimizer=None)
@@ -164,7 +164,7 @@ def test_checkpoint_from_another_launch_mode_or_size_is_refused(tmp_path):
 
     from accelerate.utils import DistributedType
 
-    from amh.checkpoint import Checkpointer
+    from amh.run.checkpoint import Checkpointer
 
     def accelerator(kind, n):
         return SimpleNamespace(distributed_type=kind, num_processes=n, process_index=0)

@@ -35,8 +35,8 @@ def exports(tiny_release, tmp_path_factory) -> list[Path]:
     """Two exports of the tiny release: its GPT as built, and the same with other text embeddings."""
     import torch
 
-    from amh.frontend import FrontendSettings
-    from amh.vocab import extend_vocab
+    from amh.text.frontend import FrontendSettings
+    from amh.xtts.vocab import extend_vocab
     from amh.xtts.export import export_model
     from amh.xtts.release import build_xtts
 

@@ -54,8 +54,8 @@ def test_exports_an_intermediate_checkpoint_that_upstream_loads(stopped_run, tmp
 
 @pytest.mark.slow
 def test_refuses_a_vocab_that_does_not_fit(stopped_run, tiny_release, tmp_path):
-    from amh.frontend import FrontendSettings
-    from amh.vocab import extend_vocab
+    from amh.text.frontend import FrontendSettings
+    from amh.xtts.vocab import extend_vocab
 
     other = tmp_path / "other_vocab.json"  # has [am], but far fewer tokens than the run trained with
     extend_vocab(tiny_release / "vocab.json", ["ሰላም"], other, mode="chars", frontend=FrontendSettings())

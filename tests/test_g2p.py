@@ -1,4 +1,4 @@
-"""Amharic G2P backends (amh/g2p.py) and the text front-end that runs them (amh/frontend.py)."""
+"""Amharic G2P backends (amh/text/g2p.py) and the text front-end that runs them (amh/text/frontend.py)."""
 import re
 import shutil
 import subprocess
@@ -6,9 +6,9 @@ import unicodedata
 
 import pytest
 
-from amh import g2p
-from amh.frontend import FrontendSettings, TextFrontend
-from amh.g2p import G2PUnavailable, get_backend, parse_letter, phonemize, phonemize_batch
+from amh.text import g2p
+from amh.text.frontend import FrontendSettings, TextFrontend
+from amh.text.g2p import G2PUnavailable, get_backend, parse_letter, phonemize, phonemize_batch
 
 ETHIOPIC = re.compile("[\u1200-\u137f\u1380-\u139f\u2d80-\u2ddf\uab00-\uab2f\U0001e7e0-\U0001e7ff]")
 BLOCK_LETTERS = [chr(c) for c in range(0x1200, 0x1380) if unicodedata.category(chr(c)) == "Lo"]

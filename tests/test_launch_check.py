@@ -1,11 +1,11 @@
-"""amh.distributed.process_count_check: more processes than visible GPUs is refused; CPU-only warns."""
+"""amh.train.distributed.process_count_check: more processes than visible GPUs is refused; CPU-only warns."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from amh.config import ConfigError, load_config
-from amh.distributed import launch_mode
+from amh.train.distributed import launch_mode
 
 CFG = load_config(None, ["data.path=u/d", "train.batch_size=2", "train.grad_accum=8"])
 EIGHT = {"WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "8", "RANK": "0", "LOCAL_RANK": "0"}

@@ -1,4 +1,4 @@
-"""amh.logs.setup_logging: the warnings of a normal run are gone (each for its stated reason), the
+"""amh.run.logs.setup_logging: the warnings of a normal run are gone (each for its stated reason), the
 rest still shows, and third-party lines come from the main process only. Each case runs in a fresh
 interpreter, as a run does (libraries log some things once per process)."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def run(body: str, *, setup: str | None, tmp_path: Path) -> str:
     prelude = ("import logging\nlogging.basicConfig(level=logging.INFO)\n" if setup is None else
-               f"from amh.logs import setup_logging\nsetup_logging({setup})\n")
+               f"from amh.run.logs import setup_logging\nsetup_logging({setup})\n")
     code = prelude + textwrap.dedent(body)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO)}
     env.pop("DS_ACCELERATOR", None)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from amh.loss import IGNORE, masked_mean_ce, prompt_code_mask
+from amh.xtts.loss import IGNORE, masked_mean_ce, prompt_code_mask
 from amh.xtts.forward import XttsGptForTraining
 from amh.xtts.release import build_xtts
 

@@ -1,4 +1,4 @@
-"""amh.memory's plan against exact counts on the tiny model, the 8-bit optimizer, and the fp32-master rule."""
+"""amh.train.memory's plan against exact counts on the tiny model, the 8-bit optimizer, and the fp32-master rule."""
 from __future__ import annotations
 
 import json
@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from amh.config import ConfigError, load_config
-from amh.memory import (MemoryPlanError, MicroBatch, ModelFacts, plan_memory, saved_activation_bytes,
+from amh.train.memory import (MemoryPlanError, MicroBatch, ModelFacts, plan_memory, saved_activation_bytes,
                         storage_bytes, worst_micro_batches)
-from amh.optim import build_optimizer, check_deepspeed_master_weights, param_groups
+from amh.train.optim import build_optimizer, check_deepspeed_master_weights, param_groups
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     from amh.fixtures.tiny_xtts import build_tiny_xtts, tiny_vocab
-    from amh.step import apply_model_options
+    from amh.train.step import apply_model_options
     from amh.xtts.forward import XttsGptForTraining
 
     vocab = tmp_path_factory.mktemp("vocab") / "vocab.json"
@@ -76,7 +76,7 @@ def test_bf16_plan_counts_autocast_weight_copies(tiny_model):
                                                        (3, 2.0, 20, False), (2, 11.0, 200, True)])
 def test_saved_activations_match_autograd(tiny_model, batch, seconds, tokens, ckpt):
     """The forward's saved tensors, counted by autograd's hooks (parameters excluded), vs the formula."""
-    from amh.step import apply_model_options
+    from amh.train.step import apply_model_options
 
     model = tiny_model
     if ckpt:
@@ -190,14 +190,14 @@ def test_bf16_rounds_away_a_fine_tuning_update():
 
 
 def test_adamw8bit_skipped_step_changes_nothing(tiny_model):
-    """The NaN guard's skip (amh.step.optimizer_step) holds for the 8-bit optimizer too (host-side decision)."""
+    """The NaN guard's skip (amh.train.step.optimizer_step) holds for the 8-bit optimizer too (host-side decision)."""
     pytest.importorskip("bitsandbytes")
     import copy
 
-    from amh.clipping import GroupClipper
-    from amh.nan_guard import NanGuard
-    from amh.precision import Precision
-    from amh.step import optimizer_step
+    from amh.train.clipping import GroupClipper
+    from amh.train.nan_guard import NanGuard
+    from amh.train.precision import Precision
+    from amh.train.step import optimizer_step
 
     model = copy.deepcopy(tiny_model)
     cfg = config("optim.optimizer=adamw8bit", "optim.lr=1e-3")

@@ -1,4 +1,4 @@
-"""amh.report: steps per epoch from the source's metadata, the progress bar, the log lines, the summary, TensorBoard."""
+"""amh.run.report: steps per epoch from the source's metadata, the progress bar, the log lines, the summary, TensorBoard."""
 from __future__ import annotations
 
 import io
@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from amh import report
+from amh.run import report
 from amh.config import load_config
 from amh.data.filters import FilterStats, Reason, Rejected
 

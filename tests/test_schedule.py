@@ -7,8 +7,8 @@ import pytest
 
 from amh.config import load_config
 from amh.errors import UserError
-from amh.optim import lr_at
-from amh.report import estimate_epoch
+from amh.train.optim import lr_at
+from amh.run.report import estimate_epoch
 from trainrun import REPO
 
 spec = importlib.util.spec_from_file_location("train_script", REPO / "train.py")

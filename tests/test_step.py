@@ -1,4 +1,4 @@
-"""amh.step.apply_model_options: the fused GELU is the same function as GPT-2's gelu_new, the fused
+"""amh.train.step.apply_model_options: the fused GELU is the same function as GPT-2's gelu_new, the fused
 conditioning attention the same as upstream's einsum attention."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from amh.xtts.attention import FusedQKVAttention
 
 
 def _model(release, fused: bool):
-    from amh.step import apply_model_options
+    from amh.train.step import apply_model_options
     from amh.xtts.forward import XttsGptForTraining
     from amh.xtts.release import build_xtts
 

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def export(tiny_release, demo_vocab, tmp_path_factory) -> Path:
-    from amh.frontend import FrontendSettings
+    from amh.text.frontend import FrontendSettings
     from amh.xtts.export import export_model
     from amh.xtts.language import register
     from amh.xtts.release import build_xtts
@@ -157,7 +157,7 @@ def test_script_creates_the_out_folder_and_reports_bad_input_in_one_line(export,
 
 
 def _eval_synthesizer(tiny_release, demo_vocab, device):
-    from amh.frontend import FrontendSettings
+    from amh.text.frontend import FrontendSettings
     from amh.xtts.language import register
     from amh.xtts.synthesis import EvalSynthesizer
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from amh.checkpoint import MARKER, latest
+from amh.run.checkpoint import MARKER, latest
 from trainrun import audio_tags, demo_overrides, run_train, scalars
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from amh.checkpoint import HEALTH, complete_checkpoints, step_of
+from amh.run.checkpoint import HEALTH, complete_checkpoints, step_of
 from trainrun import REPO, demo_overrides, run_train
 
 pytestmark = pytest.mark.slow

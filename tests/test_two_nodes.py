@@ -9,14 +9,14 @@ between the nodes (torchrun's rendezvous store, gloo, Slurm's daemons) goes over
   (losses and per-group gradient norms to fp32 rounding), each node training on its own half of
   every batch; only node 0 writes TensorBoard and the export.
 - a hung node (SIGSTOP of node 1's launcher and trainer): node 0's trainer raises after
-  AMH_COLLECTIVE_TIMEOUT (amh/distributed.py) instead of waiting gloo's default 30 min.
+  AMH_COLLECTIVE_TIMEOUT (amh/train/distributed.py) instead of waiting gloo's default 30 min.
 - `sbatch --nodes=2 scripts/slurm/train_multinode.sbatch` on a two-node Slurm (slurmctld + a slurmd
   per host, tests/slurm/local_slurm.py), one job through three runs: preempted with `scancel
   --signal=USR1` (both nodes checkpoint at the same step, exit 75, the job requeues and resumes);
   then node 1 dies (its launcher and trainer are SIGKILLed): the job fails within NODE_DEATH_BOUND_S,
   and the requeued job resumes from the last complete checkpoint and finishes.
 
-Fast: every multi-process launch mode hands that deadline to the process group (amh/distributed.py).
+Fast: every multi-process launch mode hands that deadline to the process group (amh/train/distributed.py).
 Skipped, with the reason, where namespaces or the Slurm daemons cannot be made (not root).
 """
 from __future__ import annotations
@@ -166,7 +166,7 @@ def test_two_nodes_train_like_one_process_with_the_global_batch(launches, hosts,
         ["trainer_state_rank0.pt", "trainer_state_rank1.pt"]
 
 
-# A collective timeout far below the default (amh/distributed.py, 900 s) so that the test is short.
+# A collective timeout far below the default (amh/train/distributed.py, 900 s) so that the test is short.
 COLLECTIVE_TIMEOUT_S = 15
 
 
@@ -175,7 +175,7 @@ def test_every_multi_process_launch_gets_the_collective_timeout(deepspeed):
     """What Accelerate passes to init_process_group / deepspeed.init_distributed: the deadline, default
     900 s, from AMH_COLLECTIVE_TIMEOUT; a value that is not a positive number is refused."""
     from amh.config import ConfigError, load_config
-    from amh.distributed import launch_mode
+    from amh.train.distributed import launch_mode
 
     cfg = load_config(None, ["data.source=ready", "data.path=unused", "train.batch_size=2", "train.precision=fp32"])
     environ = {"WORLD_SIZE": "2"}

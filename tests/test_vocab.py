@@ -1,4 +1,4 @@
-"""Vocabulary extension (amh/vocab.py, scripts/extend_vocab.py) on the tiny release's XTTS-format vocab."""
+"""Vocabulary extension (amh/xtts/vocab.py, scripts/extend_vocab.py) on the tiny release's XTTS-format vocab."""
 import importlib.util
 import json
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from amh.frontend import FrontendSettings, TextFrontend
-from amh.vocab import check_extension, extend_vocab
+from amh.text.frontend import FrontendSettings, TextFrontend
+from amh.xtts.vocab import check_extension, extend_vocab
 
 REPO = Path(__file__).resolve().parent.parent
 MODES = {

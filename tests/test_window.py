@@ -1,7 +1,7 @@
 """Every split of the same samples is the same update: 4x1 == 2x2 == 3+1 == two ranks with 3 and 1.
 
 The objective of an optimizer step is the mean per-sample loss over the whole accumulation window
-on all ranks (amh.step.window_scale). A mean of micro-batch means (the old weighting) is shown to
+on all ranks (amh.train.step.window_scale). A mean of micro-batch means (the old weighting) is shown to
 differ for an uneven split, so these tests fail on it.
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ from accelerate import Accelerator
 
 from amh.data.pipeline import build_loader
 from amh.config import load_config
-from amh.frontend import FrontendSettings
-from amh.precision import Precision
-from amh.step import forward_backward, window_scale
+from amh.text.frontend import FrontendSettings
+from amh.train.precision import Precision
+from amh.train.step import forward_backward, window_scale
 from amh.xtts.codes import AudioCodec
 from amh.xtts.forward import XttsGptForTraining
 from amh.xtts.release import build_xtts

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from amh.frontend import FrontendSettings, canonical_language
-from amh.vocab import extend_vocab
+from amh.text.frontend import FrontendSettings, canonical_language
+from amh.xtts.vocab import extend_vocab
 from amh.xtts import register
 from amh.xtts.language import load_frontend_settings, registered_settings, save_frontend_settings, unregister
 

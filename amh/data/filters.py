@@ -37,7 +37,7 @@ class Reason(str, Enum):
 ADVICE = {
     Reason.EMPTY_TEXT: "check data.text_column",
     Reason.TEXT_ERROR: "the text is not UTF-8 or the text encoder raised; see the logged rows",
-    Reason.UNKNOWN_TOKEN: "the vocabulary lacks characters of the text: extend it (amh.vocab) or enable the front-end",
+    Reason.UNKNOWN_TOKEN: "the vocabulary lacks characters of the text: extend it (amh.xtts.vocab) or enable the front-end",
     Reason.TEXT_TOO_LONG: "raise data.max_text_tokens or split long utterances",
     Reason.DECODE_ERROR: "check data.audio_column and that the files are audio",
     Reason.NON_FINITE: "the audio holds NaN/inf samples",

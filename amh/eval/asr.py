@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 import soxr
 
-from amh.frontend import canonical_language
+from amh.text.frontend import canonical_language
 
 # Shorter clips are transcribed as "" without running a model: a wav2vec2 feature encoder needs at
 # least 400 samples, and a model that spoke nothing has said no words.

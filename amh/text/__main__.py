@@ -18,8 +18,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 
-from amh.frontend import FrontendSettings, TextFrontend
-from amh.g2p import BACKENDS
+from amh.text.frontend import FrontendSettings, TextFrontend
+from amh.text.g2p import BACKENDS
 from amh.text.normalize import LATIN_LETTER, LATIN_MODES, unexpanded_abbreviations
 from amh.text.numbers import ETHIOPIC_NUMERAL_CHARS
 

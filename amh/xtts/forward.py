@@ -2,7 +2,7 @@
 
 We build inputs and targets like upstream `GPT.forward` (gpt.py:290-475) — [32 perceiver latents |
 [START] text [STOP] | <start_audio> codes <stop_audio>], 4 supervised stop codes per sample — but
-vectorised (no Python loops over the batch, no host syncs) and with `amh.loss` instead of the
+vectorised (no Python loops over the batch, no host syncs) and with `amh.xtts.loss` instead of the
 upstream loss. It is one nn.Module so that DDP/DeepSpeed wrap it and its state dict keys are the
 release's `gpt.*` keys.
 """
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amh.loss import IGNORE, LossOutput, prompt_code_mask, xtts_loss
+from amh.xtts.loss import IGNORE, LossOutput, prompt_code_mask, xtts_loss
 
 
 def _positions(lengths: torch.Tensor, width: int) -> torch.Tensor:

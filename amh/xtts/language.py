@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from amh.frontend import LANGUAGE, FrontendSettings, TextFrontend, canonical_language
+from amh.text.frontend import LANGUAGE, FrontendSettings, TextFrontend, canonical_language
 
 __all__ = ["canonical_language", "load_frontend_settings", "register", "save_frontend_settings", "unregister"]
 

@@ -24,7 +24,7 @@ def training_summary(cfg, *, step: int, epoch: int | None = None, best_eval: tup
                      last_eval: dict[str, float] | None = None, data=None, checkpoint: str | None = None) -> dict:
     """The facts of a training run a model card needs, as plain JSON data.
 
-    `best_eval`: (eval loss, step), as amh.report.EvalHistory.best; `last_eval`: the last eval's
+    `best_eval`: (eval loss, step), as amh.run.report.EvalHistory.best; `last_eval`: the last eval's
     metrics {"eval/loss": ..., ...}; `data`: the training split's amh.data.filters.FilterStats.
     """
     from amh.config import to_dict

@@ -3,11 +3,11 @@
     accelerate launch [--multi_gpu | --use_deepspeed --deepspeed_config_file F] --num_processes N \
         tests/launching/zero_step_probe.py --out DIR [--global-batch 4] [--steps 4] [--accum 1] [--split 3,1] ...
 
-The Accelerator comes from amh.distributed.launch_mode, the optimizer from amh.optim, the step from
-GroupClipper + NanGuard (DDP / one process) or amh.deepspeed_step.ZeroStep (DeepSpeed), exactly as in
+The Accelerator comes from amh.train.distributed.launch_mode, the optimizer from amh.train.optim, the step from
+GroupClipper + NanGuard (DDP / one process) or amh.train.deepspeed_step.ZeroStep (DeepSpeed), exactly as in
 train.py. Every step's samples (global batch x accumulation) are fixed by the step number and cut
 into chunks, one per (rank, micro-batch): equal chunks, or the sizes given by --split; weighted as
-train.py weighs them (amh.step.window_scale), every split of the same samples is the same update. Rank 0 writes DIR/result.json: per step the loss, the per-group pre-clip
+train.py weighs them (amh.train.step.window_scale), every split of the same samples is the same update. Rank 0 writes DIR/result.json: per step the loss, the per-group pre-clip
 norms and whether the step was taken, and the final weights (DeepSpeed's fp32 master copy).
 """
 from __future__ import annotations
@@ -22,13 +22,13 @@ import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from torch import nn
 
-from amh.clipping import GroupClipper
+from amh.train.clipping import GroupClipper
 from amh.config import load_config
-from amh.distributed import launch_mode
-from amh.nan_guard import NanGuard
-from amh.optim import build_optimizer
-from amh.precision import Precision
-from amh.step import optimizer_step, window_scale
+from amh.train.distributed import launch_mode
+from amh.train.nan_guard import NanGuard
+from amh.train.optim import build_optimizer
+from amh.train.precision import Precision
+from amh.train.step import optimizer_step, window_scale
 
 VOCAB, WIDTH, LENGTH = 50, 16, 8
 
@@ -82,7 +82,7 @@ def main() -> None:
     model, optimizer = accelerator.prepare(model, optimizer)
     zero = None
     if launch.deepspeed:
-        from amh.deepspeed_step import ZeroStep
+        from amh.train.deepspeed_step import ZeroStep
 
         zero = ZeroStep(model, cfg.train.clip_groups, guard, precision)
         precision = zero
@@ -121,7 +121,7 @@ def main() -> None:
                       "norms": {k: v.item() for k, v in norms.items()}})
 
     if zero is not None:
-        from amh.deepspeed_step import fp32_state_dict
+        from amh.train.deepspeed_step import fp32_state_dict
 
         state = fp32_state_dict(model)
     else:

@@ -29,7 +29,7 @@ class LossOutput:
         """The micro-batch's share of an update's objective: the sum of its samples' weighted losses.
 
         The trainer divides it by the samples of the whole accumulation window on all ranks
-        (`amh.step.window_scale`), so that every sample weighs the same however the window is split.
+        (`amh.train.step.window_scale`), so that every sample weighs the same however the window is split.
         """
         return self.total_per_sample.sum()
 

@@ -17,16 +17,16 @@ import functools
 import torch
 from torch import nn
 
-from amh.clipping import GroupClipper
-from amh.loss import LossOutput
-from amh.metrics import gpt_tokens
-from amh.nan_guard import NanGuard
-from amh.precision import Precision
+from amh.train.clipping import GroupClipper
+from amh.xtts.loss import LossOutput
+from amh.train.metrics import gpt_tokens
+from amh.train.nan_guard import NanGuard
+from amh.train.precision import Precision
 from amh.xtts.codes import AudioCodec
 
 
 def batch_counts(batch: dict) -> dict[str, int]:
-    """Real work in a collated batch, for `amh.metrics.Throughput.add`: read from host tensors.
+    """Real work in a collated batch, for `amh.train.metrics.Throughput.add`: read from host tensors.
 
     Called before `to_device`, so reading the lengths costs no device sync; padded audio comes
     from the lengths, so batches that carry precomputed codes need not carry the waveform.
@@ -86,7 +86,7 @@ def optimizer_step(optimizer: torch.optim.Optimizer, clipper: GroupClipper, guar
                    loss: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Unscale, per-group norms, clip, then step unless the guard refuses; always update the scale.
 
-    No host sync with a fused torch optimizer (amh.optim's AdamW): the guard's decision stays on the
+    No host sync with a fused torch optimizer (amh.train.optim's AdamW): the guard's decision stays on the
     device and reaches the kernel as `found_inf`, as GradScaler's does. Returns (stepped: a 0-dim
     bool tensor on the device, pre-clip norms per group as 0-dim device tensors); read them at log
     time (`guard.read()`), not every step.

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, trainers
 
-from amh.frontend import LANGUAGE, FrontendSettings, TextFrontend
+from amh.text.frontend import LANGUAGE, FrontendSettings, TextFrontend
 
 MODES = ("chars", "bpe", "ipa")
 LANGUAGE_TOKEN = f"[{LANGUAGE}]"
@@ -88,7 +88,7 @@ def check_extension(old_vocab, new_vocab) -> None:
     if moved:
         raise ValueError(
             f"{len(moved)} token(s) of the old vocab moved or vanished ({', '.join(moved[:5])}); the pretrained "
-            "GPT rows are indexed by id, so rebuild the vocab from the original with amh.vocab.extend_vocab"
+            "GPT rows are indexed by id, so rebuild the vocab from the original with amh.xtts.vocab.extend_vocab"
         )
     if len(set(new.values())) != len(new):
         shared = [i for i, n in Counter(new.values()).items() if n > 1]
@@ -226,7 +226,7 @@ def extend_vocab(
     chars, unk_before, tokens_before = _encoded_stats(Tokenizer.from_file(str(base_vocab)), lines)
     _, unk_after, tokens_after = _encoded_stats(Tokenizer.from_file(str(out)), lines)
     if unk_after:
-        raise RuntimeError(f"{out}: {unk_after} corpus characters still encode as [UNK]; this is a bug in amh.vocab")
+        raise RuntimeError(f"{out}: {unk_after} corpus characters still encode as [UNK]; this is a bug in amh.xtts.vocab")
     return VocabReport(
         out=out,
         mode=mode,

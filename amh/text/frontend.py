@@ -10,7 +10,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 
-from amh import g2p
+from amh.text import g2p
 from amh.text import normalize
 from amh.text.normalize import LATIN_MODES, load_abbreviations
 
@@ -33,7 +33,7 @@ class FrontendSettings:
     language            canonical code "am" ("amh" is accepted and stored as "am")
     homophones          merge letters Amharic pronounces alike (ሐ ኀ ኸ -> ሀ, ሠ -> ሰ, ዐ -> አ, ፀ -> ጸ,
                         ሃ -> ሀ, ኣ -> አ, ቍ -> ቁ: docs/text.md)
-    g2p                 None keeps Ethiopic script; a backend name of amh.g2p.BACKENDS writes IPA
+    g2p                 None keeps Ethiopic script; a backend name of amh.text.g2p.BACKENDS writes IPA
     expand_numbers      read digits and Ethiopic numerals out in words
     expand_abbreviations expand ዶ/ር, ት/ቤት, ዓ.ም ... (amh/text/abbreviations.tsv + extra_abbreviations)
     latin               "keep" Latin letters (XTTS's vocab has them) or "drop" them
@@ -92,7 +92,7 @@ def _abbreviation_pairs(extra) -> tuple[tuple[str, str], ...]:
 
 
 class TextFrontend:
-    """normalise (amh.text.normalize), then G2P (amh.g2p) when `settings.g2p` is set."""
+    """normalise (amh.text.normalize), then G2P (amh.text.g2p) when `settings.g2p` is set."""
 
     def __init__(self, settings: FrontendSettings = FrontendSettings()):
         self.settings = settings

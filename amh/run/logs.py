@@ -16,7 +16,7 @@ What a normal run printed before, and what happens to it now:
   DeepSpeed engine), and DeepSpeed guesses the accelerator at import. On a machine without CUDA
   `DS_ACCELERATOR=cpu` (unless already set) gives it the answer, so it has nothing to warn about.
 - Accelerate: "[RANK 0] Model weights / Optimizer state / Random states saved in
-  .../.tmp-step_N/..." per checkpoint (the temporary folder `amh.checkpoint` renames afterwards):
+  .../.tmp-step_N/..." per checkpoint (the temporary folder `amh.run.checkpoint` renames afterwards):
   the `accelerate.checkpointing` and `accelerate.accelerator` loggers go to WARNING; train.py logs
   the final checkpoint path itself.
 - `accelerate launch`'s "--num_cpu_threads_per_process was set to N" notice is printed by the

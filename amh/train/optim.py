@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from amh.clipping import assign_groups
+from amh.train.clipping import assign_groups
 from amh.config import ClipGroup, ConfigError, OptimConfig
 
 _NO_DECAY_MODULES = (nn.Embedding, nn.EmbeddingBag, nn.LayerNorm, nn.GroupNorm,
@@ -39,7 +39,7 @@ def _no_decay_ids(model: nn.Module) -> set[int]:
 def param_groups(model: nn.Module, weight_decay: float, clip_groups: list[ClipGroup] | None = None) -> list[dict]:
     """One optimizer group per (clip group, decay/no-decay) pair that has parameters, in clip-group order.
 
-    Parameters join clip groups exactly as `amh.clipping.assign_groups` assigns them (first pattern
+    Parameters join clip groups exactly as `amh.train.clipping.assign_groups` assigns them (first pattern
     match wins), so the clipper and the optimizer agree. Without clip groups, one group "all".
     """
     clip_groups = clip_groups or [ClipGroup("all", ["*"], float("inf"))]

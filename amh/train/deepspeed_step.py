@@ -16,12 +16,12 @@ DeepSpeed's, in two hooks on the ZeRO optimizer (deepspeed 0.19, runtime/zero/st
    min(1, max_norm / (norm + 1e-6)), as `GroupClipper.clip_` does, then AdamW steps; when the guard
    skipped the step, AdamW is not called, so neither weights nor Adam state change.
 
-The optimizer groups are clip group x decay (amh.optim), so no flat partition mixes clip groups.
-DeepSpeed's `gradient_clipping` is 0 (amh.distributed makes it so), or it would clip again, globally.
+The optimizer groups are clip group x decay (amh.train.optim), so no flat partition mixes clip groups.
+DeepSpeed's `gradient_clipping` is 0 (amh.train.distributed makes it so), or it would clip again, globally.
 fp16: DeepSpeed skips an overflowing step itself and lowers its scale; such a step has non-finite
 norms here, so the guard counts it like any skipped step (same counters, same log line).
 
-`ZeroStep` also stands in for `amh.precision.Precision` in train.py: the same autocast, but
+`ZeroStep` also stands in for `amh.train.precision.Precision` in train.py: the same autocast, but
 `scale(loss)` hands the loss on unchanged (engine.backward scales it) after noting it for the guard,
 the loss scale is DeepSpeed's, and the scaler's state travels in DeepSpeed's checkpoint.
 """
@@ -33,13 +33,13 @@ import time
 import torch
 
 from amh.config import ClipGroup
-from amh.nan_guard import NanGuard
-from amh.precision import Precision
+from amh.train.nan_guard import NanGuard
+from amh.train.precision import Precision
 
 
 class ZeroStep:
     """Hooks the trainer's step into a DeepSpeed engine's ZeRO-1/2 optimizer; after each optimizer step
-    `norms` (pre-clip, per clip group) and `stepped` say what happened, as `amh.step.optimizer_step` does."""
+    `norms` (pre-clip, per clip group) and `stepped` say what happened, as `amh.train.step.optimizer_step` does."""
 
     def __init__(self, engine, clip_groups: list[ClipGroup], guard: NanGuard, precision: Precision):
         from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
@@ -64,7 +64,7 @@ class ZeroStep:
         missing = [i for i, g in enumerate(groups) if g.get("clip_group") not in names]
         if missing:
             raise ValueError(f"optimizer group {missing[0]} has no known clip_group; build the optimizer with "
-                             "amh.optim.build_optimizer(model, cfg.optim, cfg.train.clip_groups)")
+                             "amh.train.optim.build_optimizer(model, cfg.optim, cfg.train.clip_groups)")
         self.zero, self.guard, self.precision = zero, guard, precision
         self.names = names
         self.index = {name: k for k, name in enumerate(names)}

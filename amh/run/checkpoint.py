@@ -38,7 +38,7 @@ IDENTITY = "identity.json"
 _NAME = re.compile(r"^step_(\d+)$")
 # What torch/safetensors/the C++ stream layer say when a write hits a full disk.
 _NO_SPACE = ("no space left", "unexpected pos", "basic_ios::clear", "file write failed", "enospc")
-log = logging.getLogger("amh.checkpoint")
+log = logging.getLogger("amh.run.checkpoint")
 
 
 class CheckpointDamaged(Exception):

@@ -5,7 +5,7 @@ with --multi_gpu, --use_deepspeed --deepspeed_config_file, --config_file; torchr
 train.py hands `os.environ` to `launch_mode`, which returns the arguments for `Accelerator(...)`:
 
 - precision is `train.precision`, never the launcher's `mixed_precision`: without DeepSpeed the
-  trainer does autocast and loss scaling itself (amh.precision), so Accelerate gets "no" and cannot
+  trainer does autocast and loss scaling itself (amh.train.precision), so Accelerate gets "no" and cannot
   autocast a second time; with DeepSpeed, Accelerate gets it so that DeepSpeed's bf16/fp16 blocks
   are switched on from it.
 - on CPU (no GPU, as in CI) several processes need two fixes Accelerate 1.15 lacks: without `cpu=True`
@@ -23,7 +23,7 @@ train.py hands `os.environ` to `launch_mode`, which returns the arguments for `A
 - DeepSpeed: the config file (ds_config.json) is read, checked and completed here. Its "auto"
   values are filled from the training config (micro-batch, accumulation, the fp16 scaler's initial
   scale and growth window), `gradient_clipping` becomes 0 because clipping is per group (see
-  amh.deepspeed_step), and combinations the trainer cannot honour are refused with the reason.
+  amh.train.deepspeed_step), and combinations the trainer cannot honour are refused with the reason.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from amh.config import Config, ConfigError
-from amh.optim import check_deepspeed_master_weights
+from amh.train.optim import check_deepspeed_master_weights
 
 # train.precision -> Accelerate's mixed_precision, which fills DeepSpeed's "bf16"/"fp16" "enabled": "auto".
 DEEPSPEED_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
@@ -183,7 +183,7 @@ def deepspeed_config(cfg: Config, path: Path, world_size: int) -> dict:
     if not isinstance(zero, dict) or zero.get("stage") not in (1, 2):
         stage = zero.get("stage") if isinstance(zero, dict) else None
         refuse("zero_optimization.stage", f"{stage!r} is not supported; use 1 or 2. The per-group clipping runs on "
-                                          "ZeRO-1/2's gradient partitions (amh/deepspeed_step.py); ZeRO-3 partitions "
+                                          "ZeRO-1/2's gradient partitions (amh/train/deepspeed_step.py); ZeRO-3 partitions "
                                           "differently, and stage 0 is plain DDP (accelerate launch --multi_gpu)")
     for offload in ("offload_optimizer", "offload_param"):
         device = (zero.get(offload) or {}).get("device", "none")

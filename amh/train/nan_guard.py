@@ -1,7 +1,7 @@
 """Skip optimizer steps whose loss or gradients are not finite; stop after too many in a row.
 
 A skipped step changes no weight and no optimizer state. The decision stays on the device: `check`
-returns a 0-dim bool tensor and updates device-side counters, and `amh.step.optimizer_step` hands
+returns a 0-dim bool tensor and updates device-side counters, and `amh.train.step.optimizer_step` hands
 the skip to the fused AdamW kernel as its `found_inf` (how GradScaler skips without a host sync).
 The host learns what happened only when it asks: `read()` (one sync, at log time), or the
 properties and `should_stop()`, each of which syncs.
