@@ -380,3 +380,21 @@ def test_workers_persist_across_passes_and_epochs_stay_exact(demo_corpus, char_e
     lo.close()
     evaluation = loader(cfg, char_encoder, split="eval", training=False)
     assert [key(b) for b in evaluation] == [key(b) for b in evaluation]  # every eval pass from its start
+
+
+def test_each_loader_holds_its_own_cpu_group_on_a_gpu_backend(demo_corpus, char_encoder, monkeypatch):
+    """Under NCCL the ranks' CPU agreements need a gloo group: each Loader makes and keeps its own
+    (new_group is a collective every rank calls in the same order); nothing is cached in the module."""
+    import torch.distributed as dist
+
+    made = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 2)
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "nccl")
+    monkeypatch.setattr(dist, "new_group", lambda backend=None: made.append(backend) or object())
+    cfg = DataConfig(source="ready", path=str(demo_corpus / "ready"))
+    loaders = [build_loader(cfg, split=split, training=split == "train", batch_size=2, text_encoder=char_encoder,
+                            rank=0, world_size=2, seed=0) for split in ("train", "eval", "train")]
+    assert made == ["gloo"] * 3
+    groups = [loader._group for loader in loaders]
+    assert len({id(g) for g in groups}) == 3

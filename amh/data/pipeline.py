@@ -50,7 +50,6 @@ STATE_VERSION = 1
 # Batches each worker keeps ready (DataLoader's default is 2): a bucketed batch of long clips takes
 # a worker longer to decode than a fast GPU takes to step it.
 PREFETCH_FACTOR = 4
-_gloo_groups: dict[int, object] = {}  # one CPU group per world size: new_group is a collective
 
 
 class DataError(RuntimeError):
@@ -323,13 +322,15 @@ def build_loader(data_cfg: DataConfig, *, split: Literal["train", "eval"], batch
 
 
 def _rank_group(world_size: int):
-    """A gloo group for the ranks' small CPU agreements, or None when not distributed."""
+    """A gloo group for the ranks' small CPU agreements, or None when not distributed.
+
+    Each Loader gets its own (it holds it for its life): `new_group` is a collective, and every rank
+    builds its loaders in the same order, so the calls pair up without any state kept here.
+    """
     if world_size == 1 or not (dist.is_available() and dist.is_initialized()):
         return None
     if dist.get_world_size() != world_size:
         raise ValueError(f"world_size={world_size} but torch.distributed has {dist.get_world_size()} ranks")
     if dist.get_backend() == "gloo":
         return dist.group.WORLD
-    if world_size not in _gloo_groups:
-        _gloo_groups[world_size] = dist.new_group(backend="gloo")
-    return _gloo_groups[world_size]
+    return dist.new_group(backend="gloo")
