@@ -1,4 +1,10 @@
-"""Amharic text normalisation: punctuation, homophones, numbers, Ethiopic numerals, abbreviations."""
+"""Amharic text, from what people write to what the model reads: normalisation and the front-end.
+
+`normalize` (punctuation, homophones, abbreviations via `abbreviations`, numbers and Ethiopic
+numerals via `numbers`), `g2p` (IPA phonemisation backends), `frontend` (`TextFrontend`: normalise,
+then optionally phonemise, with frozen `FrontendSettings`); `python -m amh.text` shows and reports
+what the front-end does to a text. Knows nothing of XTTS, data or training.
+"""
 from amh.text.normalize import (
     default_abbreviations,
     expand_abbreviations,
