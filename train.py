@@ -34,7 +34,7 @@ from amh.run.checkpoint import CheckpointDamaged, Checkpointer, latest, read_hea
 from amh.train.clipping import GroupClipper
 from amh.config import Config, ConfigError, load_config, save_config
 from amh.data.pipeline import DataError, build_loader
-from amh.data.sources import SourceError
+from amh.data.sources import SourceError, carries_codes
 from amh.train.deepspeed_step import ZeroStep, fp32_state_dict
 from amh.train.distributed import launch_mode
 from amh.eval.score import SpeechScorer, Take
@@ -217,11 +217,15 @@ def train(args) -> int:
     identity = model_identity(release, vocab, xtts.gpt)
     model = XttsGptForTraining(xtts.gpt, text_weight=cfg.train.text_ce_weight, mel_weight=cfg.train.mel_ce_weight)
     apply_model_options(model, gradient_checkpointing=cfg.model.gradient_checkpointing, compile=cfg.model.compile)
-    codec = AudioCodec.from_release(release, accelerator.device)
+    # Data prepared with codes (scripts/prepare_dataset.py --codes-from) needs no DVAE on the device.
+    precomputed = carries_codes(cfg.data)
+    codec = AudioCodec.from_release(release, accelerator.device, dvae_on_device=not precomputed)
+    log.info("DVAE: %s", "kept off the device (both splits carry precomputed codes)" if precomputed
+             else f"on {accelerator.device}, encoding every batch (prepare the data with codes to skip it)")
     del xtts  # HiFi-GAN is not trained; the export takes it from the release file.
     # What this run will hold on the device (weights, grads, optimizer, activations at the worst batch);
     # on a GPU, a plan that does not fit is refused with the keys to change (docs/memory.md).
-    plan = plan_memory(cfg, model, accelerator.device, resident={"dvae": codec})
+    plan = plan_memory(cfg, model, accelerator.device, resident={} if precomputed else {"dvae": codec})
     log.info(plan.describe())
     if accelerator.device.type == "cuda":
         plan.check(torch.cuda.get_device_properties(accelerator.device).total_memory)

@@ -1,6 +1,7 @@
 """amh.data.prepare + scripts/prepare_dataset.py: prepared shards, report, resume, precomputed codes."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import subprocess
@@ -135,6 +136,12 @@ def test_precomputed_codes_and_prompt_mels(tmp_path, demo_corpus, tiny_release, 
         cond[0, 0, : r["cond_end"] - r["cond_start"]] = torch.from_numpy(wav[r["cond_start"]:r["cond_end"]])
         np.testing.assert_allclose(mel.T, codec.cond_mels(cond)[0].numpy(), atol=2e-2, rtol=1e-2)
 
+    from amh.data.sources import carries_codes
+
+    # With codes in both splits training keeps the DVAE off the device; a source without them does not.
+    assert carries_codes(DataConfig(source="parquet", path=str(out)))
+    assert not carries_codes(cfg)
+    assert not carries_codes(DataConfig(source="parquet", path=str(demo_corpus / "parquet")))
     lo = build_loader(DataConfig(source="parquet", path=str(out), num_workers=0), split="train", batch_size=3,
                       text_encoder=real_encoder, rank=0, world_size=1, seed=0)
     stored = {r["id"]: r for r in rows}
@@ -206,3 +213,20 @@ def test_cli_writes_a_report_and_fails_when_nothing_is_kept(tmp_path, demo_corpu
     bad = subprocess.run(cmd[:3] + [str(tmp_path / "out2")] + cmd[4:] + ["data.max_audio_seconds=0.6"],
                          capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 1 and "dropped too_long: 3" in bad.stdout
+
+
+def test_the_dvae_stays_off_the_device_until_a_batch_needs_it(tiny_release, monkeypatch, caplog):
+    """For precomputed codes the codec puts only its mel transforms on the device ("meta" stands in for
+    a GPU here); the first batch without codes moves the DVAE over, with a warning."""
+    from amh.xtts.codes import AudioCodec
+
+    assert AudioCodec.from_release(tiny_release, "meta").dvae_device.type == "meta"
+    codec = AudioCodec.from_release(tiny_release, "meta", dvae_on_device=False)
+    assert codec.dvae_device.type == "cpu" and codec.mel_stats.device.type == "meta"
+    assert {b.device.type for name, b in codec.named_buffers() if not name.startswith("dvae.")} == {"meta"}
+    monkeypatch.setattr(codec, "_mel", lambda transform, wav: wav)
+    monkeypatch.setattr(codec.dvae, "get_codebook_indices", lambda mel: mel.long())
+    monkeypatch.setattr(torch, "autocast", lambda *a, **k: contextlib.nullcontext())  # no autocast on "meta"
+    codec.codes(torch.zeros(1, 2048, device="meta"))
+    assert codec.dvae_device.type == "meta"
+    assert "moving the DVAE to meta" in caplog.text

@@ -111,3 +111,32 @@ def test_resume_is_the_same_training(tiny_release, demo_corpus, demo_vocab, tmp_
     b = sorted(scalars(split)["train/loss"])
     assert [s for s, _ in b] == [1, 2, 3, 4, 5, 6]
     np.testing.assert_allclose([v for _, v in b], a, rtol=1e-5, atol=1e-6)
+
+
+def test_prepared_codes_keep_the_dvae_off_the_device(tiny_release, demo_corpus, demo_vocab, tmp_path):
+    """Data prepared with codes (prepare_dataset.py --codes-from): the run says the DVAE stays off the
+    device, plans no memory for it and trains; the demo's ready folder keeps it on the device."""
+    import subprocess
+    import sys
+
+    from trainrun import REPO
+
+    prepared = tmp_path / "prepared"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "prepare_dataset.py"), "--config",
+                    str(REPO / "configs" / "demo.yaml"), "--out", str(prepared), "--codes-from", str(tiny_release),
+                    "--vocab", str(demo_vocab), f"data.path={demo_corpus / 'ready'}", "data.source=ready"],
+                   check=True, capture_output=True, text=True, timeout=600)
+    proc = run_train(demo_overrides(tiny_release, demo_corpus, tmp_path / "run", demo_vocab, **{
+        "train.max_steps": 2, "data.source": "parquet", "data.path": str(prepared)}))
+    log = proc.stdout + proc.stderr
+    assert "DVAE: kept off the device (both splits carry precomputed codes)" in log
+    plan = next(line for line in log.splitlines() if "memory plan:" in line)
+    assert "dvae" not in plan
+    assert "moving the DVAE" not in log
+    assert len(scalars(tmp_path / "run")["train/loss"]) == 2
+
+    online = run_train(demo_overrides(tiny_release, demo_corpus, tmp_path / "online", demo_vocab,
+                                      **{"train.max_steps": 1}))
+    online_log = online.stdout + online.stderr
+    assert "DVAE: on cpu, encoding every batch" in online_log
+    assert "dvae" in next(line for line in online_log.splitlines() if "memory plan:" in line)

@@ -49,6 +49,24 @@ def split_name(cfg: DataConfig, split: Literal["train", "eval"]) -> str:
     return cfg.eval_split
 
 
+def carries_codes(cfg: DataConfig) -> bool:
+    """True when every row of both splits comes with DVAE codes and a prompt mel (a folder written by
+    scripts/prepare_dataset.py --codes-from): then training needs no DVAE on the device.
+
+    Read off the first parquet shard's schema of each split (prepare writes a whole folder with or
+    without codes); any other layout or source answers False, so the DVAE is kept at hand.
+    """
+    if cfg.source != "parquet" or not Path(cfg.path).is_dir():
+        return False
+    import pyarrow.parquet as pq
+
+    for split in ("train", "eval"):
+        files = [f for f in _shard_files(Path(cfg.path), split_name(cfg, split)) if f.endswith(".parquet")]
+        if not files or not {"codes", "cond_mels", "cond_start"} <= set(pq.ParquetFile(files[0]).schema_arrow.names):
+            return False
+    return True
+
+
 def describe(cfg: DataConfig, split: Literal["train", "eval"]) -> str:
     held = f", {'held-out' if split == 'eval' else 'minus held-out'} {cfg.eval_fraction:.0%} by speaker" \
         if cfg.eval_split is None else ""

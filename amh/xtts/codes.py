@@ -5,6 +5,7 @@ distances that fp16 would perturb), as upstream's GPTTrainer does.
 """
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 SAMPLES_PER_CODE = 1024  # two stride-2 convs over hop-256 mel frames
+log = logging.getLogger(__name__)
 
 
 def dvae_hparams(state: dict[str, torch.Tensor]) -> dict:
@@ -59,7 +61,10 @@ class AudioCodec(nn.Module):
         self.requires_grad_(False)
 
     @classmethod
-    def from_release(cls, release_dir: str | Path, device: str | torch.device = "cpu") -> "AudioCodec":
+    def from_release(cls, release_dir: str | Path, device: str | torch.device = "cpu", *,
+                     dvae_on_device: bool = True) -> "AudioCodec":
+        """The codec on `device`. dvae_on_device=False (the data carries precomputed codes) leaves the
+        51.6 M-parameter DVAE in host memory; the first batch without codes moves it over (`codes`)."""
         from TTS.tts.layers.xtts.dvae import DiscreteVAE
 
         release_dir = Path(release_dir)
@@ -71,7 +76,18 @@ class AudioCodec(nn.Module):
         if missing or unexpected:
             raise ValueError(f"{release_dir / 'dvae.pth'}: missing keys {missing[:5]}, unexpected {unexpected[:5]}")
         mel_stats = torch.load(release_dir / "mel_stats.pth", map_location="cpu", weights_only=True)
-        return cls(dvae, mel_stats).to(device)
+        codec = cls(dvae, mel_stats)
+        if dvae_on_device:
+            return codec.to(device)
+        for name, module in codec.named_children():
+            if name != "dvae":
+                module.to(device)
+        codec.mel_stats = codec.mel_stats.to(device)
+        return codec
+
+    @property
+    def dvae_device(self) -> torch.device:
+        return next(self.dvae.parameters()).device
 
     def _mel(self, transform: nn.Module, wav: torch.Tensor) -> torch.Tensor:
         wav = wav.float()
@@ -83,6 +99,10 @@ class AudioCodec(nn.Module):
     @torch.no_grad()
     def codes(self, wav: torch.Tensor) -> torch.Tensor:
         """(B, 1, T) or (B, T) float waveforms -> (B, ~T/1024) int64 DVAE codes."""
+        if self.dvae_device != wav.device:  # kept off the device for precomputed codes; this batch has none
+            log.warning("a batch without precomputed codes: moving the DVAE to %s (%.0f MB) to encode it",
+                        wav.device, sum(p.numel() * p.element_size() for p in self.dvae.parameters()) / 2**20)
+            self.dvae.to(wav.device)
         with torch.autocast(wav.device.type, enabled=False):
             return self.dvae.get_codebook_indices(self._mel(self.dvae_mel, wav))
 
