@@ -57,8 +57,9 @@ demo: fixtures
 	$(PY) scripts/extend_vocab.py --base-vocab $(FIXTURES)/tiny_xtts/vocab.json \
 	  --corpus $(FIXTURES)/demo_corpus/ready/metadata_train.csv $(FIXTURES)/demo_corpus/ready/metadata_eval.csv --mode chars \
 	  --out $(FIXTURES)/demo_corpus/ready/vocab_extended_amharic.json
-	# One CPU process; accelerate_config.yaml is the GPU-node launcher config (docs/cluster.md).
-	$(VENV)/bin/accelerate launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+	# One CPU process; accelerate_config.yaml is the GPU-node launcher config (docs/cluster.md). --quiet: a
+	# user error is train.py's one line, not also accelerate's CalledProcessError traceback.
+	$(VENV)/bin/accelerate launch --quiet --cpu --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
 	  --num_cpu_threads_per_process $(DEMO_THREADS) train.py --config configs/demo.yaml $(DEMO_ARGS)
 	@out=$$($(PY) -c 'import sys; from amh.config import load_config; print(load_config("configs/demo.yaml", sys.argv[1:]).output_dir)' $(DEMO_ARGS)); \
 	  echo "demo finished: run directory $$out (TensorBoard: $(VENV)/bin/tensorboard --logdir $$out/tensorboard), export $$out/export"

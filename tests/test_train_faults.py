@@ -118,3 +118,19 @@ def test_resuming_a_finished_run_says_so(tiny_release, demo_corpus, demo_vocab, 
     longer = run_train(demo_overrides(tiny_release, demo_corpus, out, demo_vocab, **{
         **args, "train.max_steps": 3, "optim.schedule": "cosine"}))
     assert "the LR schedule's horizon changed on resume: 2 steps before, 3 now" in longer.stderr
+
+
+def test_a_user_error_under_the_documented_launch_is_one_line(tmp_path):
+    """`accelerate launch --quiet` (the Makefile's demo, the README's one-GPU line): train.py's one
+    `error:` line, and no CalledProcessError traceback from the launcher after it."""
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    assert "accelerate launch --quiet" in makefile
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "accelerate"), "launch", "--quiet", "--cpu", "--num_processes", "1",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "train.py",
+         "--config", "configs/demo.yaml", f"output_dir={tmp_path / 'run'}", f"data.path={tmp_path / 'missing'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "data.path" in errors[0], proc.stderr[-2000:]
