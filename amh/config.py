@@ -86,6 +86,9 @@ class DataConfig:
     bucket_buffer: int = 256
     # Cap batches by total audio seconds instead of a sample count (None: use train.batch_size).
     max_batch_seconds: float | None = None
+    # With max_batch_seconds: at most this many clips a batch (None: no cap). Short clips each bring
+    # their own 6 s prompt and 32 latents, so a budget of seconds alone packs hundreds of them.
+    max_batch_size: int | None = None
     num_workers: int = 2
     # Silence floor: clips whose RMS is below this are dropped.
     min_rms: float = 1e-3
@@ -241,6 +244,7 @@ RANGES: dict[str, Range] = {
     "data.shuffle_buffer": _AT_LEAST_ONE,
     "data.bucket_buffer": _NON_NEGATIVE,  # 0: no length bucketing
     "data.max_batch_seconds": _POSITIVE,
+    "data.max_batch_size": _AT_LEAST_ONE,
     "data.num_workers": _NON_NEGATIVE,
     "data.min_rms": _NON_NEGATIVE,
     "optim.lr": _POSITIVE,
@@ -401,6 +405,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("data.max_audio_seconds: XTTS accepts at most 255995 samples (~11.6 s at 22.05 kHz)")
     if not 0 < d.min_conditioning_seconds <= d.max_conditioning_seconds:
         raise ConfigError("data.min_conditioning_seconds must be > 0 and <= data.max_conditioning_seconds")
+    if d.max_batch_size is not None and d.max_batch_seconds is None:
+        raise ConfigError(f"data.max_batch_size={d.max_batch_size}: caps token-budget batches, so it needs "
+                          "data.max_batch_seconds; for batches of a fixed size set train.batch_size instead")
     if t.text_ce_weight == t.mel_ce_weight == 0:
         raise ConfigError("train.text_ce_weight, train.mel_ce_weight: both are 0, so nothing would be learned")
     if not t.clip_groups:

@@ -146,6 +146,14 @@ def test_every_numeric_field_has_a_range():
     assert not missing, f"add these to amh.config.RANGES: {sorted(missing)}"
 
 
+def test_a_clip_cap_without_a_token_budget_is_refused():
+    with pytest.raises(ConfigError, match="data.max_batch_size=8: caps token-budget batches, so it needs "
+                                          "data.max_batch_seconds"):
+        load_config(CONFIGS / "demo.yaml", ["data.max_batch_size=8"])
+    cfg = load_config(CONFIGS / "demo.yaml", ["data.max_batch_size=8", "data.max_batch_seconds=60"])
+    assert (cfg.data.max_batch_size, cfg.data.max_batch_seconds) == (8, 60.0)
+
+
 def test_both_loss_weights_zero_is_refused():
     with pytest.raises(ConfigError, match="train.text_ce_weight, train.mel_ce_weight: both are 0"):
         load_config(CONFIGS / "demo.yaml", ["train.text_ce_weight=0", "train.mel_ce_weight=0"])

@@ -34,6 +34,17 @@ def test_seconds_plan_respects_the_padded_cap(lengths, cap):
         assert (len(a) + 1) * max(lengths[i] for i in a + b[:1]) > cap
 
 
+@given(lengths_st, st.integers(50_000, 500_000), st.integers(1, 6))
+def test_seconds_plan_with_a_clip_cap(lengths, cap, max_count):
+    groups = plan_batches(lengths, batch_size=1, max_batch_samples=cap, sort=True, max_count=max_count)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for g in groups:
+        assert len(g) <= max_count and (len(g) == 1 or len(g) * max(lengths[i] for i in g) <= cap)
+    # greedy: the next clip would have broken the seconds cap or the count cap
+    for a, b in zip(groups, groups[1:]):
+        assert len(a) == max_count or (len(a) + 1) * max(lengths[i] for i in a + b[:1]) > cap
+
+
 def test_unsorted_plan_keeps_arrival_order():
     assert plan_batches([5, 1, 4, 2, 3], batch_size=2, max_batch_samples=None, sort=False) == [[0, 1], [2, 3], [4]]
 

@@ -181,6 +181,11 @@ def test_batches_capped_by_audio_seconds(demo_corpus, char_encoder):
     for b in batches:
         assert len(b["ids"]) == 1 or b["wav"].shape[0] * b["wav"].shape[-1] <= 20 * SR
         assert padding_efficiency(b) > 0
+    # data.max_batch_size caps the clips of a budgeted batch; every row is still read once.
+    capped = list(loader(cfg_for(demo_corpus, "parquet", max_batch_seconds=20.0, max_batch_size=2), char_encoder,
+                         batch_size=1))
+    assert max(len(b["ids"]) for b in capped) == 2
+    assert sorted(i for b in capped for i in b["ids"]) == sorted(i for b in batches for i in b["ids"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -107,6 +107,9 @@ def test_worst_micro_batch_follows_the_data_config():
     assert mb.cond_frames == int(6.0 * 22050) // 256 + 1
     budget = worst_micro_batches(config("data.max_batch_seconds=22", "data.min_audio_seconds=1"))
     assert {b.batch for b in budget} >= {2, 22}  # two 11 s clips ... twenty-two 1 s clips
+    capped = worst_micro_batches(config("data.max_batch_seconds=22", "data.min_audio_seconds=1",
+                                        "data.max_batch_size=8"))
+    assert max(b.batch for b in capped) == 8 and min(b.batch for b in capped) == 2
 
 
 def test_token_budget_plans_the_worst_clip_length(tiny_model):
@@ -129,6 +132,13 @@ def test_check_names_the_keys_to_change(tiny_model):
     smaller = plan.replan({"optim.optimizer": "adamw8bit", "model.gradient_checkpointing": True})
     assert smaller.total < plan.total
     assert "8-bit AdamW" in smaller.describe() and "checkpointing on" in smaller.describe()
+    # A token budget whose worst batch is many short clips: capping their number comes first, and saves.
+    budget = plan_memory(config("data.max_batch_seconds=22", "data.min_audio_seconds=1"), tiny_model, "cuda")
+    with pytest.raises(MemoryPlanError) as err:
+        budget.check(budget.total // 2, reserve_bytes=0)
+    assert "data.max_batch_size=11" in str(err.value) and "data.max_batch_seconds=11" in str(err.value)
+    capped = budget.replan({"data.max_batch_size": 11})
+    assert capped.total < budget.total and "max_batch_size 11" in capped.describe()
 
 
 def test_describe_is_one_line_with_every_part(tiny_model):

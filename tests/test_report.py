@@ -67,6 +67,12 @@ def test_parquet_rows_and_durations_from_shard_metadata(tmp_path):
     # With a seconds cap per batch, the audio seconds decide: 100 s / 10 s per batch / 2.
     capped = cfg_for("parquet", tmp_path, "data.max_batch_seconds=10", "train.grad_accum=2")
     assert report.estimate_epoch(capped, 1).steps == pytest.approx(5.0)
+    # ... unless a clip cap makes more batches: 40 rows / at most 4 clips / 2.
+    few = cfg_for("parquet", tmp_path, "data.max_batch_seconds=10", "data.max_batch_size=4", "train.grad_accum=2")
+    assert report.estimate_epoch(few, 1).steps == pytest.approx(5.0)
+    fewer = cfg_for("parquet", tmp_path, "data.max_batch_seconds=10", "data.max_batch_size=2", "train.grad_accum=2")
+    assert report.estimate_epoch(fewer, 1).steps == pytest.approx(10.0)
+    assert "at most 2 clips per batch" in report.estimate_epoch(fewer, 1).basis
 
 
 def test_prepared_folder_report_wins(tmp_path):

@@ -42,11 +42,12 @@ def padding_efficiency(batch: Batch) -> float:
 
 
 def plan_batches(lengths: Sequence[int], *, batch_size: int, max_batch_samples: int | None,
-                 sort: bool) -> list[list[int]]:
+                 sort: bool, max_count: int | None = None) -> list[list[int]]:
     """Group positions 0..n-1 into batches of neighbours (by length when `sort`).
 
-    With `max_batch_samples`, a batch grows while len(batch) * longest <= max_batch_samples (a clip
-    longer than the cap gets a batch of its own); otherwise batches hold `batch_size` positions.
+    With `max_batch_samples`, a batch grows while len(batch) * longest <= max_batch_samples and it
+    holds fewer than `max_count` positions (a clip longer than the cap gets a batch of its own);
+    otherwise batches hold `batch_size` positions.
     """
     order = sorted(range(len(lengths)), key=lengths.__getitem__) if sort else list(range(len(lengths)))
     if max_batch_samples is None:
@@ -56,7 +57,8 @@ def plan_batches(lengths: Sequence[int], *, batch_size: int, max_batch_samples: 
     longest = 0
     for i in order:
         grown = max(longest, lengths[i])
-        if current and (len(current) + 1) * grown > max_batch_samples:
+        if current and ((len(current) + 1) * grown > max_batch_samples
+                        or (max_count is not None and len(current) >= max_count)):
             groups.append(current)
             current, grown = [], lengths[i]
         current.append(i)

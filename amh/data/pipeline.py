@@ -178,8 +178,10 @@ class Loader:
         keys = ("source", "path", "name", "train_split", "eval_split", "eval_fraction", "shuffle_buffer",
                 "bucket_buffer", "max_batch_seconds", "sample_rate", "min_audio_seconds", "max_audio_seconds",
                 "max_text_tokens", "min_rms", "conditioning", "min_conditioning_seconds", "max_conditioning_seconds")
+        # max_batch_size only when set: positions saved before the key existed still apply.
+        capped = {"max_batch_size": d.max_batch_size} if d.max_batch_size is not None else {}
         return {"seed": spec.seed, "batch_size": spec.batch_size, "split": spec.split,
-                **{k: getattr(d, k) for k in keys}}
+                **{k: getattr(d, k) for k in keys}, **capped}
 
     # ---- iteration -------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Batch]:

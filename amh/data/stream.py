@@ -174,7 +174,8 @@ def worker_batches(
                     fresh.append(made)
             samples = carry + fresh
             groups = plan_batches([s.n_samples for _, s in samples], batch_size=spec.batch_size,
-                                  max_batch_samples=spec.max_batch_samples, sort=spec.bucketing)
+                                  max_batch_samples=spec.max_batch_samples, sort=spec.bucketing,
+                                  max_count=spec.data.max_batch_size)
             carry = []
             if cursor < len(order) and groups and not spec.full(groups[-1]):
                 carry = [samples[k] for k in groups.pop()]

@@ -126,6 +126,10 @@ def estimate_epoch(cfg: Config, world_size: int) -> EpochEstimate | None:
     if cfg.data.max_batch_seconds and size.seconds:
         batches = size.seconds / world_size / cfg.data.max_batch_seconds
         how = f"{size.seconds / 3600:.2f} h / {world_size} rank(s) / {cfg.data.max_batch_seconds:g} s per batch"
+        capped = size.rows / world_size / cfg.data.max_batch_size if cfg.data.max_batch_size else 0.0
+        if capped > batches:  # the clip cap, not the seconds, sizes the batches
+            batches = capped
+            how = f"{size.rows} rows / {world_size} rank(s) / at most {cfg.data.max_batch_size} clips per batch"
     else:
         batches = size.rows / world_size / t.batch_size
         how = f"{size.rows} rows / {world_size} rank(s) / batch {t.batch_size}"

@@ -164,7 +164,8 @@ def worst_micro_batches(cfg: Config) -> list[MicroBatch]:
         return [shape(cfg.train.batch_size, d.max_audio_seconds)]
     lengths = sorted({d.max_audio_seconds, d.min_audio_seconds,
                       *[x / 2 for x in range(math.ceil(2 * d.min_audio_seconds), math.floor(2 * d.max_audio_seconds) + 1)]})
-    return [shape(max(1, math.floor(d.max_batch_seconds / s)), s) for s in lengths]
+    cap = d.max_batch_size or math.inf
+    return [shape(max(1, min(cap, math.floor(d.max_batch_seconds / s))), s) for s in lengths]
 
 
 def _dtype_key(precision: str) -> str:
@@ -250,7 +251,9 @@ class MemoryPlan:
         """One start-up line: each part and the total, with what sized the activations."""
         c, mb = self.cfg, self.micro_batch
         parts = " + ".join(f"{name} {b / GIB:.2f}" for name, b in self.parts.items())
-        batching = (f"max_batch_seconds {c.data.max_batch_seconds:g} (worst: {mb.batch} x {mb.mel_positions} audio + "
+        batching = (f"max_batch_seconds {c.data.max_batch_seconds:g}"
+                    + (f", max_batch_size {c.data.max_batch_size}" if c.data.max_batch_size else "")
+                    + f" (worst: {mb.batch} x {mb.mel_positions} audio + "
                     f"{mb.text_positions} text positions)" if c.data.max_batch_seconds is not None else
                     f"batch {mb.batch} x {c.data.max_audio_seconds:g} s, {c.data.max_text_tokens} text tokens")
         return (f"memory plan: {parts} = {self.total / GIB:.2f} GiB ({c.train.precision}, "
@@ -284,6 +287,8 @@ class MemoryPlan:
         if not c.model.gradient_checkpointing:
             out.append(("model.gradient_checkpointing", True))
         if c.data.max_batch_seconds is not None:
+            if self.micro_batch.batch > 1:  # the worst batch is many short clips: cap their number
+                out.append(("data.max_batch_size", max(1, self.micro_batch.batch // 2)))
             out.append(("data.max_batch_seconds", c.data.max_batch_seconds / 2))
         elif c.train.batch_size > 1:
             out.append(("train.batch_size", c.train.batch_size // 2))
