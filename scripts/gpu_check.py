@@ -14,7 +14,7 @@ time is reported in the table, and the next part still runs):
 2. ratio: scripts/bench_step.py --baseline coqui (ours vs upstream GPTTrainer + Coqui Trainer on the
    demo corpus: same weights, data, batch 2, bf16, prompt padding), full size.
 3. stability: 200 fp16 steps at the seed's recipe (lr 2e-6, batch 2, per-group clipping) from the
-   matched init and from the seed's old N(0, 1e-4) new rows (scripts/stability_study.run_variant).
+   matched init and from the seed's old N(0, 1e-4) new rows (amh.bench.stability.run_variant).
 
 MFU = 6 x (trainable non-embedding GPT parameters) x tokens / time / dense bf16 peak (fp16 has the
 same peak), the nanoGPT/PaLM convention without the attention term; the table also gives the
@@ -34,7 +34,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
 
 SAMPLE_RATE = 22050
 
@@ -76,7 +75,7 @@ def throughput(args, deadline: Deadline, cap_s: float) -> tuple[list[dict], dict
     from amh.xtts.codes import AudioCodec
     from amh.xtts.forward import XttsGptForTraining
     from amh.xtts.release import build_xtts
-    from bench_step import peak_tflops
+    from amh.bench.step_report import peak_tflops
 
     part_end = time.monotonic() + min(cap_s, deadline.left())
     dry = args.dry_run
@@ -248,7 +247,7 @@ def stability(args, deadline: Deadline, cap_s: float) -> dict:
 
     from accelerate import Accelerator
 
-    import stability_study as study
+    from amh.bench import stability as study
     from amh.config import load_config
     from amh.fixtures.bench_release import make_bench_release
     from amh.fixtures.demo_corpus import make_demo_corpus

@@ -1,4 +1,6 @@
-"""The bench release, scripts/bench_step.py's accounting and table, scripts/stability_study.py's report."""
+"""The bench release, the step benchmark's accounting and table (amh.bench.step_loops, step_report), the
+stability study's runs (amh.bench.stability), and the two command lines (scripts/bench_step.py,
+scripts/stability_study.py)."""
 from __future__ import annotations
 
 import importlib.util
@@ -80,8 +82,10 @@ def test_full_vocab_has_the_released_row_count_and_keeps_the_tiny_ids():
 
 
 def test_work_counts_real_tokens_padding_and_attention():
-    bench = _script("bench_step")
-    work = bench.Work()
+    from amh.bench.step_loops import Chunk, Work
+    from amh.bench.step_report import rates
+
+    work = Work()
     text_lengths, wav_lengths = torch.tensor([10, 3]), torch.tensor([2048, 1025])
     work.add(text_lengths, wav_lengths, padded_len=2048, prompt_frames=300)
     # Per sample: text + [START]/[STOP] + ceil(wav / 1024) codes + start/stop codes.
@@ -89,7 +93,7 @@ def test_work_counts_real_tokens_padding_and_attention():
     assert (work.steps, work.samples, work.audio_samples, work.padded_audio_samples) == (1, 2, 3073, 4096)
     assert work.tokens == sum(tokens) == 25
     assert work.seq_sq == sum((n + 32) ** 2 for n in tokens)
-    r = bench.rates(bench.Chunk(2.0, work, 100.0, threads=1), 1024, (6.0, 12.0), 1000.0)
+    r = rates(Chunk(2.0, work, 100.0, threads=1), 1024, (6.0, 12.0), 1000.0)
     assert r["steps/s"] == 0.5 and r["samples/s"] == 1.0 and r["GPT tokens/s"] == 12.5
     assert r["audio s/s"] == pytest.approx(3073 / 1024 / 2) and r["padding eff."] == pytest.approx(3073 / 4096)
     assert r["prompt frames/sample"] == 300
@@ -97,19 +101,20 @@ def test_work_counts_real_tokens_padding_and_attention():
 
 
 def test_table_gives_our_over_their_ratio_per_row():
-    bench = _script("bench_step")
-    row = {name: 1.0 for name in bench.ROWS}
+    from amh.bench.step_report import ROWS, format_table, parse_variants
+
+    row = {name: 1.0 for name in ROWS}
     medians = {"cached": {**row, "steps/s": 3.0, "peak memory MB": 50.0}, "coqui": {**row, "steps/s": 2.0}}
-    table = bench.format_table(["cached"], medians, "coqui", "cpu")
+    table = format_table(["cached"], medians, "coqui", "cpu")
     lines = {line.split("  ")[0].strip(): line.split() for line in table.splitlines()[2:]}
     assert lines["steps/s"][-1] == "1.50x"
     assert lines["peak memory MB"][-1] == "n/a"  # on CPU both loops share one process's peak RSS
     assert "MFU" not in lines
-    alone = bench.format_table(["cached"], medians, None, "cuda").splitlines()
+    alone = format_table(["cached"], medians, None, "cuda").splitlines()
     assert alone[0].split() == ["metric", "(median)", "cached"] and any(line.startswith("MFU") for line in alone)
     with pytest.raises(SystemExit, match="cached|online"):
-        bench.parse_variants("cached,precomputed")
-    assert bench.parse_variants("online+ckpt+compile") == [("online+ckpt+compile", False, True, True)]
+        parse_variants("cached,precomputed")
+    assert parse_variants("online+ckpt+compile") == [("online+ckpt+compile", False, True, True)]
 
 
 @pytest.mark.slow
@@ -133,13 +138,14 @@ def test_bench_step_prints_the_table_and_the_coqui_ratio(bench_release, demo_cor
 
 
 def test_reinit_new_rows_follows_each_scheme():
-    study = _script("stability_study")
+    from amh.bench.stability import reinit_new_rows
+
     torch.manual_seed(0)
     for init in ("old", "randn", "matched"):
         gpt = torch.nn.Module()
         gpt.text_embedding, gpt.text_head = torch.nn.Embedding(40, 64), torch.nn.Linear(64, 40)
         before = {k: v.clone() for k, v in gpt.state_dict().items()}
-        study.reinit_new_rows(gpt, 30, init, seed=1)
+        reinit_new_rows(gpt, 30, init, seed=1)
         for key in ("text_embedding.weight", "text_head.weight"):
             new = gpt.state_dict()[key]
             assert torch.equal(new[:30], before[key][:30]), (init, key)  # old rows untouched
@@ -153,13 +159,13 @@ def test_reinit_new_rows_follows_each_scheme():
 
 
 def test_upstream_loss_wrapper_is_nan_where_ours_is_finite(tiny_release):
+    from amh.bench.stability import UpstreamLoss
     from amh.xtts.forward import XttsGptForTraining
     from amh.xtts.release import build_xtts
 
-    study = _script("stability_study")
     xtts, _ = build_xtts(tiny_release, tiny_release / "vocab.json")
     ours = XttsGptForTraining(xtts.gpt).eval()
-    theirs = study.UpstreamLoss(ours)
+    theirs = UpstreamLoss(ours)
     g = torch.Generator().manual_seed(0)
     text, text_lengths = torch.randint(3, 40, (1, 7), generator=g), torch.tensor([7])
     codes, wav_lengths = torch.randint(0, 64, (1, 30), generator=g), torch.tensor([30_000])

@@ -1,15 +1,11 @@
-"""scripts/stability_study.py's clip probe: what per-group clipping does to AdamW's updates, on
-synthetic gradient streams where the answer is known."""
+"""The stability study's clip probe (amh.bench.clip_probe): what per-group clipping does to AdamW's
+updates, on synthetic gradient streams where the answer is known; and its report section."""
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from stability_study import STEADY_FACTOR, ClipUnderAdam  # noqa: E402
+from amh.bench.clip_probe import STEADY_FACTOR, ClipUnderAdam
 
 
 def run_probe(norm: float, max_norm: float, steps: int = 80, spike_step: int = 20, spike_factor: float = 100.0,
@@ -53,7 +49,8 @@ def test_an_unclipped_spike_shrinks_later_updates_and_a_clipped_one_does_not():
 
 
 def test_the_report_section_states_the_measured_numbers():
-    from stability_study import History, clip_adam_section
+    from amh.bench.stability import History
+    from amh.bench.stability_report import clip_adam_section
 
     probes = {name: run_probe(norm=norm, max_norm=0.1, name=name) for name, norm in (("embedding", 0.05), ("rest", 1.0))}
     history = History(clip_probe={k: p.summary() for k, p in probes.items()},
