@@ -78,7 +78,13 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=REPO / "docs" / "stability.md", help="the report; PNGs go next to it")
     p.add_argument("--json", type=Path, help="also write every per-step value here")
     p.add_argument("--fixtures", type=Path, default=Path(os.environ.get("AMH_FIXTURES_DIR", REPO / "build" / "fixtures")))
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not 1 <= args.spike_step < args.steps:
+        p.error(f"--spike-step {args.spike_step}: must be at least 1 and below --steps {args.steps} "
+                "(the clip probe measures the steps after the spike)")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)  # written first, before the plots need their folder
+    return args
 
 
 DOC = """# Stability study: does the seed's NaN fix work?

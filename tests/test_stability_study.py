@@ -61,3 +61,25 @@ def test_the_report_section_states_the_measured_numbers():
     assert f"v of group 'embedding' jumped x{emb['v_raw_spike_0']:.3g}" in text
     assert "| embedding | 0.1 | 0 of 80 |" in text and "| rest | 0.1 | 80 of 80 |" in text
     assert text.endswith("![clipping under AdamW](./x.png)")
+
+
+def test_a_run_that_ends_at_the_spike_summarises_without_its_after_spike_numbers():
+    s = run_probe(norm=0.05, max_norm=0.1, steps=20, spike_step=20).summary()  # steps are counted from 1
+    assert s["steps"] == 20 and s["recovery_raw"] is None
+    assert s["min_size_raw_after"] != s["min_size_raw_after"]  # nan: no step after the spike
+
+
+def test_the_command_line_refuses_a_spike_outside_the_run_and_makes_the_json_folder(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "stability_study.py"
+    spec = importlib.util.spec_from_file_location("stability_study_cli", script)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    with pytest.raises(SystemExit) as err:
+        cli.parse_args(["--steps", "3", "--spike-step", "3"])
+    assert err.value.code == 2
+    assert "--spike-step 3: must be at least 1 and below --steps 3" in capsys.readouterr().err
+    args = cli.parse_args(["--steps", "3", "--spike-step", "2", "--json", str(tmp_path / "new" / "deep" / "s.json")])
+    assert (tmp_path / "new" / "deep").is_dir() and args.spike_step == 2

@@ -106,8 +106,10 @@ class ClipUnderAdam:
                 "spike_coef": self._coef(s["norm"] * self.spike_factor) if s else math.nan,
                 "spike_size_raw": s["size_raw_spike"] if s else math.nan,
                 "spike_size_clip": s["size_clip_spike"] if s else math.nan,
-                "min_size_raw_after": min(x["size_raw_spike"] for x in after if x["step"] > self.spike_step),
-                "min_size_clip_after": min(x["size_clip_spike"] for x in after if x["step"] > self.spike_step),
+                "min_size_raw_after": min((x["size_raw_spike"] for x in after if x["step"] > self.spike_step),
+                                          default=math.nan),
+                "min_size_clip_after": min((x["size_clip_spike"] for x in after if x["step"] > self.spike_step),
+                                           default=math.nan),
                 "recovery_raw": recovery("size_raw_spike"), "recovery_clip": recovery("size_clip_spike"),
                 **{f"v_raw_spike_{k}": at[self.spike_step + k]["v_raw_spike"] if self.spike_step + k in at else math.nan
                    for k in (0, 10, 50)},
