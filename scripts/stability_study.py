@@ -79,9 +79,6 @@ def parse_args(argv=None):
     p.add_argument("--json", type=Path, help="also write every per-step value here")
     p.add_argument("--fixtures", type=Path, default=Path(os.environ.get("AMH_FIXTURES_DIR", REPO / "build" / "fixtures")))
     args = p.parse_args(argv)
-    if not 1 <= args.spike_step < args.steps:
-        p.error(f"--spike-step {args.spike_step}: must be at least 1 and below --steps {args.steps} "
-                "(the clip probe measures the steps after the spike)")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)  # written first, before the plots need their folder
     return args
@@ -165,6 +162,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"--variants: unknown {sorted(unknown)}; choose from {', '.join(v.name for v in VARIANTS)}")
     if args.quick:
         chosen = [v for v in VARIANTS if v.name == CLIP_PROBE_VARIANT]
+    if any(v.name == CLIP_PROBE_VARIANT for v in chosen) and not 1 <= args.spike_step < args.steps:
+        raise SystemExit(f"--spike-step {args.spike_step}: must be at least 1 and below --steps {args.steps} "
+                         f"(the clip probe of {CLIP_PROBE_VARIANT} measures the steps after the spike)")
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = ["train.precision=fp16", "data.num_workers=0", f"train.batch_size={args.batch_size}"]

@@ -78,8 +78,8 @@ def test_the_command_line_refuses_a_spike_outside_the_run_and_makes_the_json_fol
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     with pytest.raises(SystemExit) as err:
-        cli.parse_args(["--steps", "3", "--spike-step", "3"])
-    assert err.value.code == 2
-    assert "--spike-step 3: must be at least 1 and below --steps 3" in capsys.readouterr().err
+        cli.main(["--steps", "3", "--spike-step", "3", "--quick", "--fixtures", str(tmp_path / "unused")])
+    assert "--spike-step 3: must be at least 1 and below --steps 3" in str(err.value.code)
+    assert not (tmp_path / "unused").exists()  # refused before any fixture is built
     args = cli.parse_args(["--steps", "3", "--spike-step", "2", "--json", str(tmp_path / "new" / "deep" / "s.json")])
     assert (tmp_path / "new" / "deep").is_dir() and args.spike_step == 2
