@@ -15,6 +15,10 @@ stretch are fetched before its clock starts (data loading is outside the timed r
 loops; `scripts/bench_data.py` measures the pipeline); a step is the rest: the copy to the device,
 the DVAE (online and the recipe), forward, backward, clipping and the optimizer step. Both loops
 pad every prompt to data.max_conditioning_seconds (upstream's convention, ours too since issue 13).
+By default (--recipe-data ours) the recipe steps on the very batches our `online` loop steps on,
+converted to its dataset's layout: the same samples, padding and prompts, step for step (the
+`cached` loop reads the same clips from the prepared copy, in its own bucketed order);
+--recipe-data own gives it its own XTTSDataset batches (random draws, its own padding).
 
 Our loop ("variants", --variants): `cached` reads DVAE codes precomputed once per utterance
 (the one-off cost is printed), `online` runs the frozen DVAE every step as the recipe does; `+ckpt`
@@ -43,7 +47,7 @@ sys.path.insert(0, str(REPO))
 
 # The loops, their inputs and the table live in amh.bench; this script is the command line.
 from amh.bench.step_inputs import data_config, precompute_codes, prepare_inputs  # noqa: E402
-from amh.bench.step_loops import Chunk, CoquiLoop, OurLoop, Work, gpu_memory, host_syncs, timed  # noqa: E402
+from amh.bench.step_loops import Chunk, CoquiLoop, OurLoop, Work, gpu_memory, host_syncs, timed, train_loader  # noqa: E402
 from amh.bench.step_report import ROWS, format_table, parse_variants, peak_tflops, rates  # noqa: E402
 
 
@@ -62,6 +66,8 @@ def parse_args(argv=None):
     p.add_argument("--variants", default="cached,online",
                    help="our loop's variants, comma-separated: cached|online[+ckpt][+compile]")
     p.add_argument("--baseline", choices=("none", "coqui"), default="none")
+    p.add_argument("--recipe-data", choices=("ours", "own"), default="ours",
+                   help="the recipe's batches: our online loop's (identical work, the default) or its own dataset's")
     p.add_argument("--workers", type=int, help="DataLoader workers for both loops (default: 0 on CPU, 4 on CUDA)")
     p.add_argument("--threads", type=int, help="torch intra-op threads for every loop (default: torch's choice)")
     p.add_argument("--lr", type=float, default=5e-6, help="the recipe's learning rate, for both loops")
@@ -171,7 +177,10 @@ def main(argv=None) -> int:
             loops.append((loop, before))
         if args.baseline == "coqui":
             before = gpu_memory(device)
-            loops.append((CoquiLoop(cfg, inputs, args, work_dir / "coqui", threads), before))
+            shared = train_loader(cfg, inputs, data_cfg) if args.recipe_data == "ours" else None
+            loops.append((CoquiLoop(cfg, inputs, args, work_dir / "coqui", threads, shared=shared), before))
+            notes.append("coqui: " + ("steps on the batches our online loop steps on (same samples, padding, prompts)"
+                                      if shared is not None else "its own XTTSDataset batches (--recipe-data own)"))
             torch.set_num_threads(threads)
 
         for loop, before in loops:  # warm-up: lazy optimizer state, first kernels, compile

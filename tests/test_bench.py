@@ -135,6 +135,14 @@ def test_bench_step_prints_the_table_and_the_coqui_ratio(bench_release, demo_cor
         assert 0 < rows["padding eff."] <= 1
         assert all(r["steps/s"] > 0 for r in result["per_repeat"][loop])
     assert result["threads"] == 1 and result["batch_size"] == 2
+    # Identical work: the recipe stepped on our online loop's batches, so every count that depends only
+    # on the samples is equal (samples, audio, tokens, padding, prompt frames per step).
+    online, coqui = result["per_repeat"]["online"][0], result["per_repeat"]["coqui"][0]
+    for row in ("padding eff.", "prompt frames/sample"):
+        assert coqui[row] == online[row], row
+    for row in ("samples/s", "audio s/s", "GPT tokens/s"):
+        assert coqui[row] / coqui["steps/s"] == pytest.approx(online[row] / online["steps/s"]), row
+    assert "coqui: steps on the batches our online loop steps on" in proc.stdout
 
 
 def test_reinit_new_rows_follows_each_scheme():

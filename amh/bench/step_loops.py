@@ -60,6 +60,28 @@ def gpu_memory(device) -> int:
     return torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
 
 
+def train_loader(cfg, inputs: Inputs, data_cfg):
+    """Our training loader for the bench: the same for every loop that asks, so two loaders built
+    from the same data config hand out the same batches in the same order."""
+    from amh.data import build_loader
+    from amh.xtts.text_encoder import TextEncoder
+
+    return build_loader(data_cfg, split="train", training=True, batch_size=cfg.train.batch_size,
+                        text_encoder=TextEncoder(inputs.vocab, inputs.settings), rank=0, world_size=1,
+                        seed=cfg.train.seed)
+
+
+def recipe_batch(batch: dict) -> dict:
+    """One of our online batches (waveforms + padded prompts) in the layout upstream's
+    `XTTSDataset.collate_fn` hands `GPTTrainer` with the masking-prompt approach (cond_lens None),
+    so the recipe steps on exactly our samples, padding and prompts. Copied: upstream's forward
+    rescales cond_idxs in place."""
+    return {"wav": batch["wav"].clone(), "wav_lengths": batch["wav_lengths"].clone(),
+            "padded_text": batch["text"].int(), "text_lengths": batch["text_lengths"].clone(),
+            "conditioning": batch["cond"][:, None].clone(), "cond_lens": None,
+            "cond_idxs": batch["cond_idxs"].clone(), "filenames": list(batch["ids"])}
+
+
 class OurLoop:
     """train.py's inner loop, composed from the same components (amh.train.step)."""
 
@@ -95,9 +117,7 @@ class OurLoop:
         self.model, self.optimizer = accelerator.prepare(model, self.optimizer)
         self.model.train()
         self.accelerator = accelerator
-        self.loader = build_loader(data_cfg, split="train", training=True, batch_size=cfg.train.batch_size,
-                                   text_encoder=TextEncoder(inputs.vocab, inputs.settings), rank=0, world_size=1,
-                                   seed=cfg.train.seed)
+        self.loader = train_loader(cfg, inputs, data_cfg)
         self.batches = self._endless()
         self.n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         self.n_lookup = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
@@ -131,7 +151,9 @@ class CoquiLoop:
 
     name = "coqui"
 
-    def __init__(self, cfg, inputs: Inputs, args, out_dir: Path, threads: int):
+    def __init__(self, cfg, inputs: Inputs, args, out_dir: Path, threads: int, shared=None):
+        """`shared`: an iterable of our online batches to step on (identical work); None: the recipe's
+        own XTTSDataset batches (random draws, its own padding)."""
         import torch
 
         from TTS.config.shared_configs import BaseDatasetConfig
@@ -184,7 +206,7 @@ class CoquiLoop:
                                train_samples=samples, parse_command_line_args=False)
         torch.set_num_threads(threads)
         self.loader = self.trainer.prepare_accelerate_loader(self.trainer.get_train_dataloader(samples, verbose=False))
-        self.batches = self._endless()
+        self.batches = self._endless() if shared is None else self._shared(shared)
 
     def _endless(self):
         from trainer.generic_utils import KeepAverage
@@ -197,6 +219,16 @@ class CoquiLoop:
             self.trainer.callbacks.on_train_epoch_start(self.trainer)
             for cur_step, batch in enumerate(self.loader):
                 yield cur_step, batch
+
+    def _shared(self, batches):
+        from trainer.generic_utils import KeepAverage
+
+        self.trainer.keep_avg_train = KeepAverage()
+        self.trainer.model.train()
+        self.trainer.callbacks.on_train_epoch_start(self.trainer)
+        while True:
+            for cur_step, batch in enumerate(batches):
+                yield cur_step, recipe_batch(batch)
 
     def next_batch(self):
         return next(self.batches)
