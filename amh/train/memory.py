@@ -101,6 +101,8 @@ class ModelFacts:
         from transformers.activations import NewGELUActivation
         from transformers.pytorch_utils import Conv1D
 
+        from amh.xtts.attention import FusedQKVAttention
+
         gpt = model.gpt if hasattr(model, "logits_and_targets") else model
         blocks = gpt.gpt.h
         matmul = [m.weight for m in gpt.modules() if isinstance(m, (nn.Linear, Conv1D, nn.Conv1d))]
@@ -120,8 +122,8 @@ class ModelFacts:
             perceiver_inner=gpt.conditioning_perceiver.layers[0][0].to_q.out_features,
             perceiver_heads=gpt.conditioning_perceiver.layers[0][0].heads,
             activation="gelu_new" if isinstance(blocks[0].mlp.act, NewGELUActivation) else "fused",
-            cond_attention=("fused" if type(gpt.conditioning_encoder.attn[0].attention).__name__ == "FusedQKVAttention"
-                            else "einsum"),
+            cond_attention="fused" if isinstance(gpt.conditioning_encoder.attn[0].attention, FusedQKVAttention)
+            else "einsum",
         )
 
     @property
